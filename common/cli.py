@@ -1,0 +1,156 @@
+"""Shared command-line plumbing: config dataclasses become flags, errors become one line.
+
+Each project describes its recipe as a dataclass derived from `TrainConfig`; its
+defaults *are* the recommended recipe. `add_config_flags` turns every field into a
+`--flag` with the field's type, and `config_from_args` applies only the flags the
+user typed, so a resumed run keeps its saved settings unless told otherwise.
+`run_commands` dispatches the sub-command and prints any `UserError` as a single
+`error: ...` line with exit status 2, never a traceback.
+"""
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+
+from common import runs
+from common.errors import UserError
+
+
+def option(default, help, **argparse_kwargs):
+    """A config field with its help text (and e.g. `choices`) for the command line."""
+    return field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+@dataclass
+class TrainConfig:
+    """Settings every project shares; projects subclass this and set their own defaults."""
+
+    data_dir: str = option(None, "folder with the dataset files (default: $DATA_DIR, the Keras cache, then download)")
+    out: str = option(None, "run folder to create (default: runs/<project>/<timestamp>)")
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(128, "examples per training step")
+    lr: float = option(1e-3, "peak learning rate")
+    seed: int = option(0, "random seed for weights, data order and augmentation")
+    tiny: bool = option(False, "train on a tiny generated data set, to try the whole pipeline in seconds")
+    mixed_precision: bool = option(False, "mixed float16 (GPU) / bfloat16 (CPU) precision")
+    distribute: bool = option(False, "replicate over all GPUs (MirroredStrategy on TensorFlow, DataParallel on JAX)")
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser, config_class):
+    """One `--flag` per field of `config_class`; unset flags stay out of the namespace."""
+    for item in dataclasses.fields(config_class):
+        kwargs = {k: v for k, v in item.metadata.items() if k != "help"}
+        kwargs.update(help=item.metadata.get("help"), default=argparse.SUPPRESS, dest=item.name)
+        value_type = type(item.default) if item.default is not None else str
+        if value_type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.setdefault("type", value_type)
+            kwargs["help"] = f"{kwargs['help']} (default: {item.default})"
+        parser.add_argument(_flag(item.name), **kwargs)
+
+
+def config_from_args(config_class, args, saved=None):
+    """Defaults, then a saved config (when resuming), then the flags the user typed."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    values = {k: v for k, v in (saved or {}).items() if k in known}
+    values.update({k: v for k, v in vars(args).items() if k in known})
+    return config_class(**values)
+
+
+def add_resume_flag(parser):
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint (default: the newest unfinished run)",
+    )
+
+
+def resolve_config(project, config_class, args):
+    """The run's settings: from the flags, or (with --resume) the saved run's config plus the flags.
+
+    Returns (config, run folder to resume or None). Nothing is written yet, so bad
+    flags or missing data stop the command before any run folder exists.
+    """
+    if getattr(args, "resume", None):
+        run_dir = runs.find_resumable(project, args.resume)
+        saved = runs.read_json(run_dir / "config.json").get("config", {})
+        return config_from_args(config_class, args, saved), run_dir
+    return config_from_args(config_class, args), None
+
+
+def open_run(project, config, resume_dir=None):
+    """Create the run folder (or reopen the resumed one), seed, set precision, save config.json."""
+    import keras
+
+    from common import backend
+
+    if resume_dir is not None:
+        run_dir = resume_dir
+        print(f"resuming {run_dir}")
+    else:
+        run_dir = runs.new_run_dir(project, config.out)
+    config.out = str(run_dir)
+    backend.split_cpu()
+    keras.utils.set_random_seed(config.seed)
+    precision = backend.set_mixed_precision(config.mixed_precision)
+    runs.save_config(
+        run_dir,
+        config,
+        {"project": project, "backend": backend.name(), "precision": precision, "versions": backend.versions()},
+    )
+    return run_dir
+
+
+def finish_run(run_dir, config, started, throughput, metrics, **extra):
+    """Write summary.json: final metrics, wall time, throughput, backend, device, versions."""
+    from common import backend
+
+    summary = {
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "wall_seconds": round(time.time() - started, 1),
+        "train_samples_per_second": round(throughput.samples_per_second, 1),
+        "epoch_seconds": [round(s, 2) for s in throughput.epoch_seconds],
+        "epochs": config.epochs,
+        "backend": backend.name(),
+        "device": backend.describe_device(),
+        "versions": backend.versions(),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **extra,
+    }
+    return runs.write_json(run_dir / "summary.json", summary)
+
+
+def run_commands(prog, description, commands, argv=None):
+    """Parse `prog <command> [flags]` and run it. `commands` maps name -> (help, add_flags, function)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_flags, function) in commands.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        add_flags(sub)
+        sub.set_defaults(function=function)
+    args = parser.parse_args(argv)
+    try:
+        status = args.function(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(status or 0)

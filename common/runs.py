@@ -1,0 +1,101 @@
+"""Run directories: one folder per training run, never overwritten, resumable.
+
+A run lives in `runs/<project>/<timestamp>/` and holds `config.json` (every setting,
+backend and versions), `metrics.csv`, `tensorboard/`, `backup/` (the training state
+Keras' BackupAndRestore needs to resume), the final `model.keras`, `samples/` and,
+once training has finished, `summary.json`. `--resume` reopens the latest unfinished
+run (or a named one) with the configuration it was started with.
+"""
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from common.errors import UserError
+
+RUNS_DIR = Path(os.environ.get("RUNS_DIR") or Path(__file__).resolve().parent.parent / "runs")
+
+
+def write_json(path, data):
+    """Write JSON atomically so that a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=2, default=str)
+        stream.write("\n")
+    os.replace(temporary, path)
+    return path
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error})") from None
+
+
+def new_run_dir(project, out=None):
+    """Create a fresh run folder; an existing, non-empty `out` is refused, never reused."""
+    if out is not None:
+        run_dir = Path(out)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UserError(f"{run_dir} already holds a run; choose another --out, or --resume {run_dir} to continue it")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    base = RUNS_DIR / project
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in [""] + [f"-{n}" for n in range(2, 1000)]:
+        try:
+            (base / (stamp + suffix)).mkdir()
+            return base / (stamp + suffix)
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a new run folder under {base}")
+
+
+def find_resumable(project, resume):
+    """The run to resume: `resume` names a run folder, or "latest" picks the newest unfinished one."""
+    if resume != "latest":
+        run_dir = Path(resume)
+        if not (run_dir / "config.json").is_file():
+            raise UserError(f"{run_dir} is not a run folder (no config.json)")
+    else:
+        candidates = sorted((RUNS_DIR / project).glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+        unfinished = [p.parent for p in candidates if not (p.parent / "summary.json").exists()]
+        if not unfinished:
+            raise UserError(f"no unfinished {project} run to resume under {RUNS_DIR / project}")
+        run_dir = unfinished[-1]
+    if (run_dir / "summary.json").exists():
+        raise UserError(f"{run_dir} already finished (summary.json exists); start a new run instead")
+    return run_dir
+
+
+def save_config(run_dir, config, extra):
+    return write_json(Path(run_dir) / "config.json", {"config": asdict(config), **extra})
+
+
+def latest_model(project, filename="model.keras"):
+    """The newest finished model of a project, for commands run without --model."""
+    found = sorted((RUNS_DIR / project).glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"no trained {project} model under {RUNS_DIR / project}; train one first or pass --model")
+    return found[-1]
+
+
+def model_path(project, model, filename="model.keras"):
+    """Resolve --model: a run folder, a model file, or (when absent) the newest run's model."""
+    if model is None:
+        return latest_model(project, filename)
+    path = Path(model)
+    if path.is_dir():
+        path = path / filename
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; pass a run folder or a {filename} file")
+    return path

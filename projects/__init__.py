@@ -1,0 +1,1 @@
+"""The seven deep-learning projects; each runs as `python -m projects.<name>`."""

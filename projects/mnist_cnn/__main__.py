@@ -1,0 +1,76 @@
+"""Command line of the MNIST CNN: `python -m projects.mnist_cnn train|evaluate|predict|bench`.
+
+`bench` trains the default recipe on MNIST and on Fashion-MNIST and writes the
+measured table and the prediction picture into this project's README.
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+from common import cli, runs
+from common.report import update_readme
+
+from projects.mnist_cnn import train as mnist
+
+HERE = Path(__file__).resolve().parent
+
+
+def add_train_flags(parser):
+    cli.add_config_flags(parser, mnist.Config)
+    cli.add_resume_flag(parser)
+
+
+def add_model_flag(parser):
+    parser.add_argument("--model", help="run folder or .keras file (default: the newest trained model)")
+
+
+def add_evaluate_flags(parser):
+    add_model_flag(parser)
+    parser.add_argument("--dataset", choices=sorted(mnist.data.CLASS_NAMES), help="default: the one the model was trained on")
+    parser.add_argument("--data-dir", help="folder with the dataset files")
+    parser.add_argument("--tiny", action="store_true", help="evaluate on the tiny generated set")
+
+
+def add_predict_flags(parser):
+    add_model_flag(parser)
+    parser.add_argument("inputs", nargs="+", help="image files or folders (PNG, JPEG, ...; any size)")
+
+
+def bench(args):
+    rows = []
+    for dataset in ("mnist", "fashion-mnist"):
+        run_dir = mnist.train(argparse.Namespace(dataset=dataset, **vars(args)))
+        summary = runs.read_json(run_dir / "summary.json")
+        rows.append(
+            f"| {dataset} | {summary['metrics']['test_accuracy'] * 100:.2f}% | {summary['epochs']} "
+            f"| {summary['wall_seconds'] / 60:.1f} min | {summary['train_samples_per_second']:.0f} "
+            f"| {summary['backend']} | {summary['device']} | `{run_dir.name}` |"
+        )
+        if dataset == "mnist":
+            (HERE / "assets").mkdir(exist_ok=True)
+            shutil.copy(run_dir / "samples" / "test_predictions.png", HERE / "assets" / "test_predictions.png")
+    table = "\n".join(
+        [
+            "| dataset | test accuracy (10,000 images) | epochs | wall time | train images/s | backend | hardware | run |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    update_readme(HERE / "README.md", "bench", table)
+    print(table)
+
+
+def add_bench_flags(parser):
+    parser.add_argument("--data-dir", help="folder with the dataset files")
+
+
+COMMANDS = {
+    "train": ("train the convnet (defaults: the recipe that reaches the README's figures)", add_train_flags, mnist.train),
+    "evaluate": ("accuracy, per-class accuracy and confusion matrix on the test set", add_evaluate_flags, mnist.evaluate),
+    "predict": ("read digits from your own image files or folders", add_predict_flags, mnist.predict),
+    "bench": ("train the default recipe on MNIST and Fashion-MNIST, write the README table", add_bench_flags, bench),
+}
+
+if __name__ == "__main__":
+    cli.run_commands("python -m projects.mnist_cnn", __doc__.splitlines()[0], COMMANDS)

@@ -1,0 +1,197 @@
+"""Training, evaluation and prediction for the MNIST convnet.
+
+`train` fits the model with the shared callbacks (resumable, logged), scores it on
+the test set once at the end and writes the run's summary and a picture of test
+digits with their predicted labels, mistakes framed in red. `evaluate` re-scores a
+saved model in depth (per-class accuracy, confusion matrix); `predict` reads
+users' own image files.
+"""
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from common import backend, callbacks, cli, images, runs
+from common.cli import option
+from common.errors import UserError
+from projects.mnist_cnn import data
+from projects.mnist_cnn.model import build_model, learning_rate
+
+PROJECT = "mnist_cnn"
+
+
+@dataclass
+class Config(cli.TrainConfig):
+    dataset: str = option("mnist", "which dataset", choices=sorted(data.CLASS_NAMES))
+    epochs: int = option(15, "training epochs")
+    batch_size: int = option(128, "examples per training step")
+    lr: float = option(3e-3, "peak learning rate (Adam, warm-up then cosine decay)")
+    val_split: float = option(0.05, "fraction of the training set held out for validation")
+    augment: bool = option(True, "random rotations, shifts and zooms of training images")
+    rotation: float = option(10.0, "largest random rotation, degrees")
+    shift: float = option(0.1, "largest random shift, fraction of the image size")
+    zoom: float = option(0.1, "largest random zoom, fraction")
+    dropout: float = option(0.4, "dropout before the classifier (half of it after the convolutions)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.val_split < 1:
+            raise UserError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+def split_validation(x, y, fraction, seed):
+    if fraction <= 0:
+        return (x, y), None
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = max(1, int(round(len(x) * fraction)))
+    held, kept = order[:cut], order[cut:]
+    return (x[kept], y[kept]), (x[held], y[held])
+
+
+def save_model(model, path):
+    """Save atomically: a crash mid-save leaves the previous file (or none), never half of one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.partial.keras")
+    model.save(temporary)
+    temporary.replace(path)
+    return path
+
+
+def load_model(path):
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad file; each means "not a model"
+        raise UserError(f"{path} is not a loadable Keras model ({str(error).splitlines()[0]})") from None
+
+
+def prediction_grid(model, x, y, class_names, path, count=100):
+    probabilities = model.predict(x[:count], verbose=0)
+    predicted = probabilities.argmax(1)
+    captions = [class_names[p][:5] for p in predicted]
+    picture = images.grid(x[:count, ..., 0], columns=10, captions=captions, marked=predicted != y[:count], scale=2)
+    return images.save_image(picture, path)
+
+
+def train(args):
+    started = time.time()
+    config, resume_dir = cli.resolve_config(PROJECT, Config, args)
+    (x_train, y_train), (x_test, y_test) = data.load(config)
+    run_dir = cli.open_run(PROJECT, config, resume_dir)
+    (x_train, y_train), validation = split_validation(x_train, y_train, config.val_split, config.seed)
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    print(f"{config.dataset}{' (tiny)' if config.tiny else ''}: {len(x_train)} train, "
+          f"{0 if validation is None else len(validation[0])} validation, {len(x_test)} test images; "
+          f"backend {backend.name()}, {backend.describe_device()}")
+
+    scope, replicas = backend.distribution_scope(config.distribute)
+    with scope:
+        model = build_model(config)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    if replicas > 1:
+        print(f"training on {replicas} replicas")
+    run_callbacks, throughput = callbacks.standard(
+        run_dir, steps_per_epoch, len(x_train), monitor="val_accuracy" if validation else None
+    )
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=validation,
+        callbacks=run_callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    if model.stop_training:
+        raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
+
+    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+    save_model(model, run_dir / "model.keras")
+    prediction_grid(model, x_test, y_test, data.CLASS_NAMES[config.dataset], run_dir / "samples" / "test_predictions.png")
+    cli.finish_run(
+        run_dir,
+        config,
+        started,
+        throughput,
+        {"test_accuracy": test_accuracy, "test_loss": test_loss},
+        resumed=resume_dir is not None,
+        replicas=replicas,
+        parameters=model.count_params(),
+    )
+    print(f"test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}; run saved in {run_dir}")
+    return run_dir
+
+
+def _run_config(model_path):
+    """The config a model was trained with, when it sits in its run folder."""
+    config_file = Path(model_path).parent / "config.json"
+    return runs.read_json(config_file).get("config", {}) if config_file.is_file() else {}
+
+
+def evaluate(args):
+    path = runs.model_path(PROJECT, args.model)
+    saved = _run_config(path)
+    config = Config(
+        dataset=args.dataset or saved.get("dataset", "mnist"),
+        data_dir=args.data_dir,
+        tiny=args.tiny,
+        seed=saved.get("seed", 0),
+    )
+    model = load_model(path)
+    _, (x_test, y_test) = data.load(config)
+    probabilities = model.predict(x_test, batch_size=1000, verbose=0)
+    predicted = probabilities.argmax(1)
+    names = data.CLASS_NAMES[config.dataset]
+    accuracy = float((predicted == y_test).mean())
+
+    confusion = pd.crosstab(
+        pd.Categorical([names[i] for i in y_test], names), pd.Categorical([names[i] for i in predicted], names),
+        rownames=["true"], colnames=["predicted"], dropna=False,
+    )
+    per_class = pd.DataFrame(
+        {"images": confusion.sum(1), "accuracy": np.diag(confusion) / confusion.sum(1).clip(lower=1)}
+    )
+    print(f"{config.dataset} test set, {len(y_test)} images: accuracy {accuracy:.4f} ({int((predicted != y_test).sum())} errors)")
+    print("\nper class:\n" + per_class.to_string(float_format=lambda v: f"{v:.4f}"))
+    print("\nconfusion matrix:\n" + confusion.to_string())
+
+    out_dir = path.parent
+    grid = prediction_grid(model, x_test, y_test, names, out_dir / "samples" / "evaluation.png")
+    runs.write_json(
+        out_dir / "evaluation.json",
+        {"dataset": config.dataset, "images": len(y_test), "accuracy": accuracy,
+         "per_class_accuracy": per_class["accuracy"].round(4).to_dict(), "model": str(path)},
+    )
+    print(f"\nsaved {out_dir / 'evaluation.json'} and {grid}")
+
+
+def predict(args):
+    path = runs.model_path(PROJECT, args.model)
+    dataset = _run_config(path).get("dataset", "mnist")
+    names = data.CLASS_NAMES[dataset]
+    prepared, kept, failures = [], [], 0
+    for file in images.expand_inputs(args.inputs):
+        try:
+            prepared.append(data.prepare(images.open_image(file, "L"), dataset))
+            kept.append(file)
+        except UserError as error:
+            message = str(error)
+            print(f"error: {message if message.startswith(str(file)) else f'{file}: {message}'}", file=sys.stderr)
+            failures += 1
+    if prepared:
+        model = load_model(path)
+        probabilities = model.predict(np.stack(prepared)[..., None], verbose=0)
+        for file, row in zip(kept, probabilities):
+            print(f"{file}\t{names[row.argmax()]}\t{row.max():.4f}")
+    return 1 if failures else 0
