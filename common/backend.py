@@ -112,3 +112,18 @@ def distribution_scope(enabled):
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         return contextlib.nullcontext(), len(devices)
     raise NotImplementedError(f"--distribute is not supported on the {name()} backend")
+
+
+def fit_to_replicas(replicas, batch_size, *arrays):
+    """Trim arrays so every batch, the last one included, splits evenly across replicas.
+
+    Replicated training and evaluation need equal shares per device; dropping at most
+    `replicas - 1` examples is the price. A no-op on a single device.
+    """
+    if replicas <= 1:
+        return arrays
+    if batch_size % replicas:
+        from common.errors import UserError
+
+        raise UserError(f"--batch-size {batch_size} must be a multiple of the {replicas} replicas")
+    return tuple(array[: len(array) - len(array) % replicas] for array in arrays)

@@ -153,4 +153,4 @@ def run_commands(prog, description, commands, argv=None):
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         sys.exit(130)
-    sys.exit(status or 0)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -64,7 +64,7 @@ def main(argv=None):
         return
     table = table.drop(columns=["tiny"])
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 40):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     out = Path(args.runs_dir) / "report.csv"
     table.to_csv(out, index=False)
     print(f"\nsaved {out}")

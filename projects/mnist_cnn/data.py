@@ -21,7 +21,7 @@ CLASS_NAMES = {
 def load(config):
     """((x_train, y_train), (x_test, y_test)) as uint8 images (N, 28, 28, 1) and int labels."""
     if config.tiny:
-        splits = (tiny_digits(512, seed=config.seed), tiny_digits(256, seed=config.seed + 1))
+        splits = (tiny_digits(1024, seed=config.seed), tiny_digits(256, seed=config.seed + 1))
     else:
         splits = datasets.load_idx_dataset(config.dataset, config.data_dir)
     return tuple((images[..., None], labels) for images, labels in splits)

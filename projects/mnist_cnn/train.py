@@ -101,6 +101,9 @@ def train(args):
         )
     if replicas > 1:
         print(f"training on {replicas} replicas")
+        x_train, y_train, x_test, y_test = backend.fit_to_replicas(replicas, config.batch_size, x_train, y_train, x_test, y_test)
+        if validation:
+            validation = backend.fit_to_replicas(replicas, config.batch_size, *validation)
     run_callbacks, throughput = callbacks.standard(
         run_dir, steps_per_epoch, len(x_train), monitor="val_accuracy" if validation else None
     )

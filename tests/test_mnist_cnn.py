@@ -1,0 +1,175 @@
+"""The MNIST CNN end to end on tiny generated digits, as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import ROOT, assert_one_line_error
+from projects.mnist_cnn import data
+
+TINY = ["--tiny", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run shared by the tests that need a trained model."""
+    from conftest import run_cli
+
+    run_dir = tmp_path_factory.mktemp("mnist") / "run"
+    result = run_cli("projects.mnist_cnn", "train", *TINY, "--epochs", "6", "--out", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_train_writes_a_complete_run_and_learns(trained):
+    run_dir, result = trained
+    for name in ("config.json", "metrics.csv", "model.keras", "summary.json", "samples/test_predictions.png"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["metrics"]["test_accuracy"] > 0.5, summary  # chance is 0.1
+    assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
+    assert summary["train_samples_per_second"] > 0 and summary["wall_seconds"] > 0
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert list(metrics["epoch"]) == list(range(6))
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
+    assert not (run_dir / "backup").exists()  # removed once the run finished
+
+
+def test_evaluate_reports_accuracy_and_confusion(trained, cli):
+    run_dir, _ = trained
+    result = cli("projects.mnist_cnn", "evaluate", "--model", run_dir, "--tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accuracy" in result.stdout and "confusion matrix" in result.stdout
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert evaluation["accuracy"] == pytest.approx(summary["metrics"]["test_accuracy"], abs=1e-6)
+
+
+def digit_files(folder):
+    """Rendered digits saved the ways users have them: dark on light, RGBA, 16-bit, big."""
+    folder.mkdir()
+    digits, labels = data.tiny_digits(4, seed=123)
+    light = 255 - digits
+    Image.fromarray(light[0]).resize((200, 200)).save(folder / "paper.png")
+    alpha = np.zeros((28, 28, 4), np.uint8)
+    alpha[..., 3] = digits[1]
+    Image.fromarray(alpha, "RGBA").save(folder / "transparent.png")
+    Image.fromarray(digits[2].astype(np.uint16) * 257).save(folder / "sixteen_bit.png")
+    Image.fromarray(digits[3]).convert("RGB").resize((90, 60)).save(folder / "wide.jpg")
+    return labels
+
+
+def test_predict_reads_user_images(trained, cli, tmp_path):
+    run_dir, _ = trained
+    labels = digit_files(tmp_path / "digits")
+    result = cli("projects.mnist_cnn", "predict", "--model", run_dir, tmp_path / "digits")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert sorted(os.path.basename(line[0]) for line in lines) == ["paper.png", "sixteen_bit.png", "transparent.png", "wide.jpg"]
+    for _, digit, probability in lines:
+        assert digit in "0123456789" and 0 <= float(probability) <= 1
+    assert len(labels) == 4
+
+
+def test_predict_non_image_is_one_line_error(trained, cli, tmp_path):
+    run_dir, _ = trained
+    (tmp_path / "notes.png").write_text("hello")
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "blank.png")
+    result = cli("projects.mnist_cnn", "predict", "--model", run_dir, tmp_path / "notes.png")
+    assert_one_line_error(result, "notes.png", "not a readable image")
+    result = cli("projects.mnist_cnn", "predict", "--model", run_dir, tmp_path / "blank.png")
+    assert_one_line_error(result, "blank.png", "no digit found")
+
+
+def test_existing_run_is_never_overwritten(trained, cli):
+    run_dir, _ = trained
+    before = (run_dir / "model.keras").read_bytes()
+    result = cli("projects.mnist_cnn", "train", *TINY, "--epochs", "1", "--out", run_dir)
+    assert_one_line_error(result, "already holds a run")
+    assert (run_dir / "model.keras").read_bytes() == before
+
+
+def test_bad_input_is_one_line(cli, tmp_path):
+    assert_one_line_error(cli("projects.mnist_cnn", "train", "--data-dir", tmp_path / "nowhere"), "does not exist")
+    (tmp_path / "empty").mkdir()
+    result = cli("projects.mnist_cnn", "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
+    assert_one_line_error(result, "train-images-idx3-ubyte.gz is missing")
+    assert not (tmp_path / "run").exists()  # no run folder for a run that never started
+    assert_one_line_error(cli("projects.mnist_cnn", "train", *TINY, "--lr", "-0.1"), "--lr must be positive")
+    assert_one_line_error(cli("projects.mnist_cnn", "predict", "--model", tmp_path / "none.keras", "x.png"), "does not exist")
+    (tmp_path / "fake.keras").write_text("not a model")
+    assert_one_line_error(cli("projects.mnist_cnn", "predict", "--model", tmp_path / "fake.keras", tmp_path), "no images")
+
+
+def test_truncated_dataset_file_is_one_line(cli, tmp_path):
+    from test_datasets import fake_mnist
+
+    fake_mnist(tmp_path / "mnist")
+    images = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:-30])
+    result = cli("projects.mnist_cnn", "train", "--data-dir", tmp_path, "--epochs", "1")
+    assert_one_line_error(result, "train-images-idx3-ubyte.gz", "truncated")
+
+
+def test_resume_after_sigkill_continues_from_checkpoint(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "projects.mnist_cnn", "train", *TINY, "--epochs", "12", "--out", str(run_dir)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = run_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "training ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    killed_at = len(pd.read_csv(run_dir / "metrics.csv"))
+    assert not (run_dir / "summary.json").exists() and killed_at >= 2
+
+    result = cli("projects.mnist_cnn", "train", "--resume", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming {run_dir}" in result.stdout
+    epochs = list(pd.read_csv(run_dir / "metrics.csv")["epoch"])
+    assert epochs[-1] == 11
+    resumed_from = epochs[killed_at]
+    assert resumed_from >= 2 and resumed_from >= killed_at - 1, epochs  # not from scratch
+    assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
+
+
+def test_distribute_on_two_logical_cpus(cli, tmp_path):
+    result = cli(
+        "projects.mnist_cnn", "train", *TINY, "--epochs", "2", "--distribute", "--out", tmp_path / "run",
+        env={"CPU_DEVICES": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["replicas"] == 2
+    assert summary["metrics"]["test_accuracy"] > 0.1
+
+
+def test_mixed_precision_runs(cli, tmp_path):
+    result = cli("projects.mnist_cnn", "train", *TINY, "--epochs", "1", "--mixed-precision", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "mixed_bfloat16"
+
+
+def test_mnist_style_preparation_centres_by_mass():
+    canvas = Image.new("L", (100, 60), 255)
+    canvas.paste(0, (70, 10, 80, 50))  # a dark bar far right of centre, on white paper
+    prepared = data.mnist_style(canvas)
+    rows, cols = np.nonzero(prepared > 64)
+    assert rows.max() - rows.min() + 1 <= 21 and cols.max() - cols.min() + 1 <= 21
+    centre = (np.indices(prepared.shape) * prepared).reshape(2, -1).sum(1) / prepared.sum()
+    assert np.allclose(centre, 14, atol=1.0)
