@@ -81,8 +81,9 @@ def add_resume_flag(parser):
     )
 
 
-def resolve_config(project, config_class, args):
-    """The run's settings: from the flags, or (with --resume) the saved run's config plus the flags.
+def resolve_config(project, config_class, args, defaults=None):
+    """The run's settings: `defaults` (e.g. a per-dataset preset) and the flags, or (with
+    --resume) the saved run's config plus the flags.
 
     Returns (config, run folder to resume or None). Nothing is written yet, so bad
     flags or missing data stop the command before any run folder exists.
@@ -91,7 +92,7 @@ def resolve_config(project, config_class, args):
         run_dir = runs.find_resumable(project, args.resume)
         saved = runs.read_json(run_dir / "config.json").get("config", {})
         return config_from_args(config_class, args, saved), run_dir
-    return config_from_args(config_class, args), None
+    return config_from_args(config_class, args, defaults), None
 
 
 def open_run(project, config, resume_dir=None):

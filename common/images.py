@@ -85,6 +85,7 @@ def save_image(image, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
     os.close(handle)
+    os.chmod(temporary, 0o644)  # mkstemp makes owner-only files; pictures are for sharing
     try:
         image.save(temporary)
         os.replace(temporary, path)

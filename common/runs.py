@@ -24,6 +24,7 @@ def write_json(path, data):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.chmod(temporary, 0o644)
     with os.fdopen(handle, "w") as stream:
         json.dump(data, stream, indent=2, default=str)
         stream.write("\n")

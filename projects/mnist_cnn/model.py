@@ -25,11 +25,14 @@ def conv_block(filters, size):
 def build_model(config, input_shape=(28, 28, 1), num_classes=10):
     augmentation = []
     if config.augment:
-        augmentation = [
-            layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", seed=config.seed),
-            layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=config.seed),
-            layers.RandomZoom(config.zoom, fill_mode="constant", seed=config.seed),
-        ]
+        if config.flip:
+            augmentation.append(layers.RandomFlip("horizontal", seed=config.seed))
+        if config.rotation > 0:
+            augmentation.append(layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", seed=config.seed))
+        if config.shift > 0:
+            augmentation.append(layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=config.seed))
+        if config.zoom > 0:
+            augmentation.append(layers.RandomZoom(config.zoom, fill_mode="constant", seed=config.seed))
     return keras.Sequential(
         [
             keras.Input(input_shape),

@@ -29,14 +29,15 @@ PROJECT = "mnist_cnn"
 @dataclass
 class Config(cli.TrainConfig):
     dataset: str = option("mnist", "which dataset", choices=sorted(data.CLASS_NAMES))
-    epochs: int = option(15, "training epochs")
-    batch_size: int = option(128, "examples per training step")
-    lr: float = option(3e-3, "peak learning rate (Adam, warm-up then cosine decay)")
+    epochs: int = option(20, "training epochs")
+    batch_size: int = option(256, "examples per training step")
+    lr: float = option(4e-3, "peak learning rate (Adam, warm-up then cosine decay)")
     val_split: float = option(0.05, "fraction of the training set held out for validation")
     augment: bool = option(True, "random rotations, shifts and zooms of training images")
     rotation: float = option(10.0, "largest random rotation, degrees")
     shift: float = option(0.1, "largest random shift, fraction of the image size")
     zoom: float = option(0.1, "largest random zoom, fraction")
+    flip: bool = option(False, "random horizontal flips (clothes, not digits)")
     dropout: float = option(0.4, "dropout before the classifier (half of it after the convolutions)")
 
     def __post_init__(self):
@@ -45,6 +46,11 @@ class Config(cli.TrainConfig):
             raise UserError(f"--val-split must be in [0, 1), got {self.val_split}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+# Per-dataset starting points under the flags. Clothes are centred and upright, so the
+# only distortion that helps is a mirror image; shifts, turns and zooms cost accuracy.
+PRESETS = {"mnist": {}, "fashion-mnist": {"flip": True, "rotation": 0.0, "shift": 0.0, "zoom": 0.0, "dropout": 0.3}}
 
 
 def split_validation(x, y, fraction, seed):
@@ -82,7 +88,8 @@ def prediction_grid(model, x, y, class_names, path, count=100):
 
 def train(args):
     started = time.time()
-    config, resume_dir = cli.resolve_config(PROJECT, Config, args)
+    preset = PRESETS.get(getattr(args, "dataset", "mnist"), {})
+    config, resume_dir = cli.resolve_config(PROJECT, Config, args, defaults=preset)
     (x_train, y_train), (x_test, y_test) = data.load(config)
     run_dir = cli.open_run(PROJECT, config, resume_dir)
     (x_train, y_train), validation = split_validation(x_train, y_train, config.val_split, config.seed)
@@ -171,12 +178,17 @@ def evaluate(args):
 
     out_dir = path.parent
     grid = prediction_grid(model, x_test, y_test, names, out_dir / "samples" / "evaluation.png")
+    wrong = np.flatnonzero(predicted != y_test)[:60]
+    if len(wrong):
+        captions = [f"{names[y_test[i]][:3]}>{names[predicted[i]][:3]}" for i in wrong]
+        mistakes = images.grid(x_test[wrong, ..., 0], columns=12, captions=captions, scale=2)
+        images.save_image(mistakes, out_dir / "samples" / "mistakes.png")
     runs.write_json(
         out_dir / "evaluation.json",
         {"dataset": config.dataset, "images": len(y_test), "accuracy": accuracy,
          "per_class_accuracy": per_class["accuracy"].round(4).to_dict(), "model": str(path)},
     )
-    print(f"\nsaved {out_dir / 'evaluation.json'} and {grid}")
+    print(f"\nsaved {out_dir / 'evaluation.json'}, {grid} and {out_dir / 'samples' / 'mistakes.png'}")
 
 
 def predict(args):
