@@ -10,7 +10,7 @@ ifdef DATA_DIR
 export DATA_DIR
 endif
 
-.PHONY: venv test train-mnist bench bench-mnist report clean-venv
+.PHONY: venv test train-mnist train-captcha bench bench-mnist bench-captcha report clean-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,16 @@ test: venv
 train-mnist: venv
 	$(PY) -m projects.mnist_cnn train $(ARGS)
 
-bench: bench-mnist
+train-captcha: venv
+	$(PY) -m projects.captcha train $(ARGS)
+
+bench: bench-mnist bench-captcha
 
 bench-mnist: venv
 	$(PY) -m projects.mnist_cnn bench $(ARGS)
+
+bench-captcha: venv
+	$(PY) -m projects.captcha bench $(ARGS)
 
 report: venv
 	$(PY) -m common.report $(ARGS)

@@ -1,0 +1,160 @@
+"""The captcha reader: a small convnet, two bidirectional GRUs and CTC.
+
+The convnet turns a grey captcha into a row of feature columns, one every 8 pixels
+across; the GRUs read that row left to right and right to left; a dense layer scores
+every column for each character of the alphabet plus a "blank". CTC (Graves et al.,
+2006) trains this without knowing where each character sits: the loss sums over all
+ways of spreading the label across the columns (repeats and blanks in between), and
+decoding takes the best column-by-column reading, merges repeats and drops blanks
+(greedy), or keeps the few best partial readings (beam search). Nothing assumes a
+fixed number of characters, so captchas of 4 to 6 characters train the same way.
+
+Where the time goes on a CPU is the first layers, which see the most pixels; so the
+first convolution has stride 2 and few filters, and the width sits in the later
+layers and the GRUs. Index 0 is the CTC blank, and 0 also pads short labels (Keras'
+CTC loss counts a label's length as its non-zero entries); character i of the
+alphabet is class i + 1. Everything is `keras.ops`, so it runs on TensorFlow and JAX.
+"""
+
+import keras
+from keras import layers, ops
+
+# Three halvings of the width (a stride-2 convolution and two poolings): one time step per 8 pixels.
+WIDTH_PER_STEP = 8
+
+
+def time_steps(input_width):
+    return input_width // WIDTH_PER_STEP
+
+
+@keras.saving.register_keras_serializable(package="captcha")
+class CharacterLogits(layers.Dense):
+    """Scores for the CTC blank (class 0) and each character; it keeps the alphabet, so a saved model knows what it reads."""
+
+    def __init__(self, alphabet, **kwargs):
+        kwargs.setdefault("units", len(alphabet) + 1)
+        super().__init__(**kwargs)
+        self.alphabet = alphabet
+
+    def get_config(self):
+        return {**super().get_config(), "alphabet": self.alphabet}
+
+
+def decode(logits, beam_width=0):
+    """Logits (batch, steps, classes) to class indices (batch, steps), -1 after the end, and a confidence.
+
+    `beam_width` 0 decodes greedily; otherwise a beam search keeps that many readings.
+    The confidence is the probability of the reading's best alignment (greedy) or of
+    the reading itself as far as the beam saw it (beam search).
+    """
+    logits = ops.cast(logits, "float32")
+    lengths = ops.cast(ops.ones_like(logits[:, 0, 0]), "int32") * ops.shape(logits)[1]
+    if beam_width > 0:
+        decoded, log_probability = ops.ctc_decode(
+            logits, lengths, strategy="beam_search", beam_width=beam_width, top_paths=1, mask_index=0
+        )
+        return ops.cast(decoded[0], "int32"), ops.exp(log_probability[:, 0])
+    decoded, _ = ops.ctc_decode(logits, lengths, strategy="greedy", mask_index=0)
+    best = ops.max(ops.log_softmax(logits, axis=-1), axis=-1)
+    return ops.cast(decoded[0], "int32"), ops.exp(ops.sum(best, axis=-1))
+
+
+@keras.saving.register_keras_serializable(package="captcha")
+class CTCDecoder(layers.Layer):
+    """`decode` as the last layer of the inference model, so that an exported model reads captchas by itself."""
+
+    def __init__(self, beam_width=0, **kwargs):
+        super().__init__(**kwargs)
+        self.beam_width = int(beam_width)
+
+    def call(self, logits):
+        return decode(logits, self.beam_width)
+
+    def compute_output_spec(self, logits):
+        batch, steps = logits.shape[0], logits.shape[1]
+        return keras.KerasTensor((batch, steps), "int32"), keras.KerasTensor((batch,), "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "beam_width": self.beam_width}
+
+
+@keras.saving.register_keras_serializable(package="captcha")
+def sequence_accuracy(y_true, y_pred):
+    """1 where the greedy reading of the logits is exactly the label (0-padded), else 0."""
+    labels = ops.maximum(decode(y_pred)[0], 0)
+    y_true = ops.cast(y_true, "int32")
+    y_true = ops.pad(y_true, [[0, 0], [0, ops.shape(labels)[1] - ops.shape(y_true)[1]]])
+    return ops.cast(ops.all(ops.equal(labels, y_true), axis=-1), "float32")
+
+
+def batch_norm():
+    # Momentum 0.9 rather than Keras' 0.99: the statistics used at test time follow
+    # the weights closely, which a short run with a falling learning rate needs.
+    return layers.BatchNormalization(momentum=0.9)
+
+
+def conv_block(filters, size=3, strides=1):
+    return [layers.Conv2D(filters, size, strides=strides, padding="same", use_bias=False), batch_norm(), layers.ReLU()]
+
+
+def build_model(config, input_shape, alphabet):
+    """The trainable reader: uint8 grey images (height, width, 1) to logits (batch, width // 8, len(alphabet) + 1)."""
+    features = [
+        layers.Rescaling(1.0 / 255),
+        *conv_block(16, 5, strides=2),
+        *conv_block(32),
+        layers.MaxPooling2D(),
+        *conv_block(64),
+        *conv_block(64),
+        layers.MaxPooling2D(),
+        *conv_block(128),
+        *conv_block(128),
+    ]
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for layer in features:
+        x = layer(x)
+    # Columns become time steps: (batch, rows, columns, channels) -> (batch, columns, rows * channels).
+    x = layers.Permute((2, 1, 3))(x)
+    x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]))(x)
+    x = layers.Dense(config.rnn_units, use_bias=False)(x)
+    x = batch_norm()(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(config.dropout)(x)
+    for _ in range(2):
+        x = layers.Bidirectional(layers.GRU(config.rnn_units, return_sequences=True))(x)
+    logits = CharacterLogits(alphabet, dtype="float32", name="characters")(x)  # float32 under mixed precision
+    return keras.Model(inputs, logits, name="captcha_reader")
+
+
+def alphabet_of(model):
+    return model.get_layer("characters").alphabet
+
+
+def reader(model, beam_width=None):
+    """The inference model: image to (class indices, confidence), built on a trained (or exported) model's layers.
+
+    `beam_width` None keeps an exported model's decoding (greedy for a trained model).
+    """
+    if beam_width is None:
+        beam_width = next((layer.beam_width for layer in model.layers if isinstance(layer, CTCDecoder)), 0)
+    logits = model.get_layer("characters").output
+    decoded = CTCDecoder(beam_width, name="decoder")(logits)
+    return keras.Model(model.inputs, decoded, name="captcha_inference")
+
+
+def learning_rate(config, total_steps):
+    """Linear warm-up over the first 3% of steps, then cosine decay to zero."""
+    warmup = max(1, total_steps * 3 // 100)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup), warmup_target=config.lr, warmup_steps=warmup
+    )
+
+
+def compile_model(model, config, total_steps):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate(config, total_steps), global_clipnorm=5.0),
+        loss=keras.losses.CTC(),
+        metrics=[keras.metrics.MeanMetricWrapper(sequence_accuracy, name="sequence_accuracy")],
+    )
+    return model

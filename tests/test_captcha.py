@@ -1,0 +1,210 @@
+"""The captcha reader end to end on tiny generated captchas, as a user runs it."""
+
+import argparse
+import json
+import os
+import random
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from captcha.image import ImageCaptcha
+from PIL import Image
+
+from common.errors import UserError
+from conftest import assert_one_line_error
+from projects.captcha import data
+from projects.captcha import train as captcha
+from projects.captcha.model import alphabet_of, decode, reader
+
+# Variable length (4 to 6 characters) throughout: the fixed-length default is the special case.
+TINY = ["--tiny", "--batch-size", "32", "--length", "4-6"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run shared by the tests that need a trained model."""
+    from conftest import run_cli
+
+    run_dir = tmp_path_factory.mktemp("captcha") / "run"
+    result = run_cli("projects.captcha", "train", *TINY, "--epochs", "3", "--out", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def captcha_files(folder, texts, size=(160, 60), suffix=".png"):
+    """Generated captchas saved as a user would have them, named by their text."""
+    folder.mkdir(exist_ok=True)
+    generator = ImageCaptcha(*size)
+    paths = []
+    for index, text in enumerate(texts):
+        paths.append(folder / f"{text}_{index:04d}{suffix}")
+        data.render(generator, text, random.Random(index)).save(paths[-1])
+    return paths
+
+
+def read_files(model, paths):
+    """What a model reads from image files, in this process."""
+    size = captcha.model_input_size(model)
+    x = np.stack([data.prepare(Image.open(path), size) for path in paths])
+    return captcha.read(reader(model), x, alphabet_of(model))
+
+
+def test_train_writes_a_complete_run_and_learns(trained):
+    run_dir, result = trained
+    for name in ("config.json", "metrics.csv", "model.keras", "best.keras", "summary.json", "samples/test_predictions.png"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
+    assert summary["test_captchas"] == captcha.TINY["test"]
+    assert 0 <= summary["metrics"]["test_sequence_accuracy"] <= summary["metrics"]["test_character_accuracy"] + 1e-9
+    assert summary["inference_captchas_per_second"] > 0 and summary["train_samples_per_second"] > 0
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["alphabet"] == data.DEFAULT_ALPHABET and config["length"] == "4-6"
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert list(metrics["epoch"]) == [0, 1, 2]
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
+    assert "val_sequence_accuracy" in metrics
+    assert not (run_dir / "backup").exists()  # removed once the run finished
+
+
+def test_evaluate_scores_the_held_out_set_again(trained, cli):
+    run_dir, _ = trained
+    result = cli("projects.captcha", "evaluate", "--model", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for fragment in ("full-sequence accuracy", "character accuracy", "least accurate characters", "most confused characters"):
+        assert fragment in result.stdout
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert evaluation["captchas"] == captcha.TINY["test"]
+    assert evaluation["sequence_accuracy"] == pytest.approx(summary["metrics"]["test_sequence_accuracy"], abs=1e-9)
+    assert evaluation["character_accuracy"] == pytest.approx(summary["metrics"]["test_character_accuracy"], abs=1e-9)
+    assert (run_dir / "samples" / "evaluation.png").exists()
+
+
+def test_export_and_predict_read_exactly_as_the_trained_model(trained, cli, tmp_path):
+    run_dir, _ = trained
+    exported = tmp_path / "reader.keras"
+    result = cli("projects.captcha", "export", "--model", run_dir, "--out", exported)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reads 64 test captchas exactly" in result.stdout
+
+    paths = captcha_files(tmp_path / "mine", ["7Z8Y", "AB12C", "Q0O0W1"])
+    (tmp_path / "mine" / "notes.png").write_text("not a picture")
+    result = cli("projects.captcha", "predict", "--model", exported, tmp_path / "mine")
+    assert result.returncode == 1  # one file could not be read; the others were
+    assert_one_line_error(result, "notes.png", "not a readable image")
+    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert [os.path.basename(line[0]) for line in lines] == [p.name for p in paths]
+
+    # The exported file, reloaded in another process, reads what the trained model reads here.
+    texts, confidence = read_files(captcha.load_model(run_dir / "model.keras"), paths)
+    assert [line[1] for line in lines] == texts
+    assert np.allclose([float(line[2]) for line in lines], confidence, atol=1e-4)
+
+
+def one_hot_logits(path, classes):
+    """Logits whose best class at each step follows `path`, by a wide margin."""
+    logits = np.full((1, len(path), classes), -10.0, np.float32)
+    logits[0, np.arange(len(path)), path] = 10.0
+    return logits
+
+
+@pytest.mark.parametrize("beam_width", [0, 4])
+def test_ctc_decoding_merges_repeats_and_drops_blanks(beam_width):
+    alphabet = "AB7"  # classes: 0 blank, 1 "A", 2 "B", 3 "7"
+    paths = {
+        "AAB": [1, 1, 0, 1, 2, 2, 0, 0],  # a blank between two A's keeps both; repeats merge
+        "B7": [0, 2, 2, 2, 3, 3, 0, 0],
+        "": [0] * 8,
+        "7A7A": [3, 0, 1, 3, 0, 1, 1, 0],
+    }
+    for expected, path in paths.items():
+        labels, confidence = decode(one_hot_logits(path, len(alphabet) + 1), beam_width)
+        labels = keras.ops.convert_to_numpy(labels)
+        assert labels.shape == (1, len(path))
+        assert data.decode(labels, alphabet) == [expected]
+        assert labels[0, len(expected):].max(initial=-1) == -1  # -1 after the end
+        assert 0.99 < float(keras.ops.convert_to_numpy(confidence)[0]) <= 1.0
+
+
+def test_labels_encode_and_decode_with_padding():
+    codes = data.encode(["AB", "BA7B"], "AB7", 6)
+    assert codes.tolist() == [[1, 2, 0, 0, 0, 0], [2, 1, 3, 2, 0, 0]]
+    assert data.decode(codes, "AB7") == ["AB", "BA7B"]
+
+
+@pytest.mark.parametrize(
+    "name, label, problem",
+    [
+        ("7Z8Y.png", "7Z8Y", None),
+        ("7Z8Y_0042.jpg", "7Z8Y", None),
+        ("abc12_x_y.PNG", "abc12", None),
+        ("_0042.png", "", "an empty label"),
+        ("7Z-8Y.png", "7Z-8Y", "characters other than letters and digits"),
+        ("7z8y.png", "7z8y", "characters outside the alphabet"),  # case matters once the alphabet is known
+    ],
+)
+def test_labels_come_from_file_names(name, label, problem):
+    assert data.label_from_name(f"some/folder/{name}") == label
+    alphabet = data.DEFAULT_ALPHABET if "outside" in str(problem) else None
+    assert data.label_problem(label, alphabet) == problem
+
+
+def test_lengths_and_settings_are_checked():
+    assert data.parse_length("4") == (4, 4) and data.parse_length("4-6") == (4, 6)
+    for bad in ("x", "6-4", "0", "4-", "4-x"):
+        with pytest.raises(UserError, match="--length"):
+            captcha.Config(length=bad)
+    with pytest.raises(UserError, match="more than once"):
+        captcha.Config(alphabet="ABA")
+    with pytest.raises(UserError, match="not a readable"):
+        captcha.Config(fonts="/nowhere/font.ttf")
+    with pytest.raises(UserError, match="raise --input-height"):
+        captcha.check_fits((64, 24), 6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own, when it backs up TensorFlow variables
+def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    rng = random.Random(0)
+    texts = ["".join(rng.choices("ABC123", k=rng.randint(4, 6))) for _ in range(30)]
+    captcha_files(folder, texts)
+    captcha_files(folder, ["AB12"], size=(200, 60))  # another size: scaled, with a warning
+    Image.new("RGB", (160, 60), "white").save(folder / "AB-12.png")  # not a label
+    Image.new("RGB", (160, 60), "white").save(folder / "_0001.png")  # empty label
+    (folder / "C123_9999.png").write_bytes(b"\x89PNG truncated")  # unreadable
+
+    found = data.read_folder(folder)
+    warnings = capsys.readouterr().err
+    assert "skipped 1 of 34 files" in warnings and "characters other than letters and digits" in warnings
+    assert "empty label" in warnings and "not readable images (C123_9999.png)" in warnings
+    assert "1 of the images" in warnings and "are not 160x60 like the others (1 of 200x60)" in warnings
+    assert len(found.texts) == 31 and found.alphabet == "123ABC"
+    assert found.x.shape == (31, 48, 128, 1) and found.x.dtype == np.uint8
+
+    run_dir = captcha.train(
+        argparse.Namespace(data_dir=str(folder), epochs=2, batch_size=14, workers=0, out=str(tmp_path / "run"))
+    )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_captchas"] == 3  # the held-out tenth of the folder
+    saved = json.loads((run_dir / "config.json").read_text())["config"]
+    assert saved["alphabet"] == "123ABC"
+    model = captcha.load_model(run_dir / "model.keras")
+    assert alphabet_of(model) == "123ABC" and model.input_shape == (None, 48, 128, 1)
+    assert model.output_shape == (None, 16, 7)  # 16 time steps for up to 6 characters; 6 characters + blank
+
+
+def test_folder_without_usable_captchas_is_one_line(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli("projects.captcha", "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
+    assert_one_line_error(result, "holds no images")
+    assert not (tmp_path / "run").exists()  # no run folder for a run that never started
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    Image.new("L", (160, 60), 255).save(bad / "_.png")
+    (bad / "ABCD.png").write_text("not a picture")
+    with pytest.raises(UserError, match="no usable labelled captchas"):
+        data.read_folder(bad)
