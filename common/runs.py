@@ -100,3 +100,28 @@ def model_path(project, model, filename="model.keras"):
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a run folder or a {filename} file")
     return path
+
+
+def save_model(model, path):
+    """Save a Keras model atomically: a crash mid-save leaves the previous file (or none), never half of one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.partial.keras")
+    model.save(temporary)
+    temporary.replace(path)
+    return path
+
+
+def load_model(path):
+    """Load a .keras file for inference, in safe mode (no arbitrary code), or say why not."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file; each means "not a model"
+        raise UserError(f"{path} is not a loadable Keras model ({str(error).splitlines()[0]})") from None
+
+
+def run_config(model_path):
+    """The config a model was trained with, when it sits in its run folder (else {})."""
+    config_file = Path(model_path).parent / "config.json"
+    return read_json(config_file).get("config", {}) if config_file.is_file() else {}

@@ -12,6 +12,7 @@ import pytest
 from captcha.image import ImageCaptcha
 from PIL import Image
 
+from common import runs
 from common.errors import UserError
 from conftest import assert_one_line_error
 from projects.captcha import data
@@ -100,7 +101,7 @@ def test_export_and_predict_read_exactly_as_the_trained_model(trained, cli, tmp_
     assert [os.path.basename(line[0]) for line in lines] == [p.name for p in paths]
 
     # The exported file, reloaded in another process, reads what the trained model reads here.
-    texts, confidence = read_files(captcha.load_model(run_dir / "model.keras"), paths)
+    texts, confidence = read_files(runs.load_model(run_dir / "model.keras"), paths)
     assert [line[1] for line in lines] == texts
     assert np.allclose([float(line[2]) for line in lines], confidence, atol=1e-4)
 
@@ -192,7 +193,7 @@ def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     assert summary["test_captchas"] == 3  # the held-out tenth of the folder
     saved = json.loads((run_dir / "config.json").read_text())["config"]
     assert saved["alphabet"] == "123ABC"
-    model = captcha.load_model(run_dir / "model.keras")
+    model = runs.load_model(run_dir / "model.keras")
     assert alphabet_of(model) == "123ABC" and model.input_shape == (None, 48, 128, 1)
     assert model.output_shape == (None, 16, 7)  # 16 time steps for up to 6 characters; 6 characters + blank
 

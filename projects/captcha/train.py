@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -162,22 +161,6 @@ def check_fits(input_size, max_length):
         )
 
 
-def save_model(model, path):
-    """Save atomically: a crash mid-save leaves the previous file (or none), never half of one."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.partial.keras")
-    model.save(temporary)
-    temporary.replace(path)
-    return path
-
-
-def load_model(path):
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as error:  # Keras raises many types for a bad file; each means "not a model"
-        raise UserError(f"{path} is not a loadable Keras model ({str(error).splitlines()[0]})") from None
-
-
 def model_input_size(model):
     """(width, height) the model reads."""
     height, width = model.input_shape[1:3]
@@ -307,7 +290,7 @@ def train(args):
     )
     if model.stop_training:
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
-    save_model(model, run_dir / "model.keras")
+    runs.save_model(model, run_dir / "model.keras")
 
     metrics, extra = {}, {}
     if captchas.held_out is not None:
@@ -335,12 +318,6 @@ def train(args):
     return run_dir
 
 
-def _run_config(model_path):
-    """The config a model was trained with, when it sits in its run folder."""
-    config_file = Path(model_path).parent / "config.json"
-    return runs.read_json(config_file).get("config", {}) if config_file.is_file() else {}
-
-
 def _trained_config(saved):
     fields = ("length", "captcha_width", "captcha_height", "fonts", "seed", "tiny", "test_size", "data_dir")
     return Config(**{k: saved[k] for k in fields if k in saved})
@@ -348,13 +325,13 @@ def _trained_config(saved):
 
 def evaluate(args):
     path = runs.model_path(PROJECT, args.model)
-    model = load_model(path)
+    model = runs.load_model(path)
     alphabet, size = alphabet_of(model), model_input_size(model)
     if args.data_dir:
         folder = data.read_folder(args.data_dir, alphabet, size)
         x, truth, source = folder.x, folder.texts, f"{args.data_dir}, {len(folder.texts)} captchas"
     else:
-        config = _trained_config(_run_config(path))
+        config = _trained_config(runs.run_config(path))
         if config.data_dir:
             raise UserError(
                 f"this model was trained on {config.data_dir}; pass --data-dir with a folder of labelled test captchas"
@@ -398,7 +375,7 @@ def evaluate(args):
 def predict(args):
     path = runs.model_path(PROJECT, args.model)
     prepared, kept, failures, stretched = [], [], 0, 0
-    model = load_model(path)
+    model = runs.load_model(path)
     size = model_input_size(model)
     for file in images.expand_inputs(args.inputs):
         try:
@@ -422,7 +399,7 @@ def predict(args):
 
 def export(args):
     path = runs.model_path(PROJECT, args.model)
-    model = load_model(path)
+    model = runs.load_model(path)
     out = Path(args.out) if args.out else path.parent / "inference.keras"
     if out.suffix != ".keras":
         raise UserError(f"--out must name a .keras file, got {out}")
@@ -430,12 +407,12 @@ def export(args):
         raise UserError(f"--out {out} is the model being exported; choose another file")
     out.parent.mkdir(parents=True, exist_ok=True)
     inference, decoding = inference_model(model, args.beam_width)
-    save_model(inference, out)
+    runs.save_model(inference, out)
 
     # The promise of an export: the file alone reads exactly what the trained model reads.
     x, _, _ = data.CaptchaSpec(alphabet=alphabet_of(model), input_size=model_input_size(model)).make(64, 0, data.TEST_STREAM)
     expected, expected_confidence = read(inference, x, alphabet_of(model))
-    reloaded = load_model(out)
+    reloaded = runs.load_model(out)
     got, got_confidence = read(reloaded, x, alphabet_of(reloaded))
     if got != expected or not np.allclose(got_confidence, expected_confidence, rtol=1e-4, atol=1e-6):
         raise UserError(f"{out} does not read like {path} after reloading; the export is not to be trusted")

@@ -11,7 +11,6 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -60,22 +59,6 @@ def split_validation(x, y, fraction, seed):
     cut = max(1, int(round(len(x) * fraction)))
     held, kept = order[:cut], order[cut:]
     return (x[kept], y[kept]), (x[held], y[held])
-
-
-def save_model(model, path):
-    """Save atomically: a crash mid-save leaves the previous file (or none), never half of one."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.partial.keras")
-    model.save(temporary)
-    temporary.replace(path)
-    return path
-
-
-def load_model(path):
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a bad file; each means "not a model"
-        raise UserError(f"{path} is not a loadable Keras model ({str(error).splitlines()[0]})") from None
 
 
 def prediction_grid(model, x, y, class_names, path, count=100):
@@ -127,7 +110,7 @@ def train(args):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
 
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
-    save_model(model, run_dir / "model.keras")
+    runs.save_model(model, run_dir / "model.keras")
     prediction_grid(model, x_test, y_test, data.CLASS_NAMES[config.dataset], run_dir / "samples" / "test_predictions.png")
     cli.finish_run(
         run_dir,
@@ -143,22 +126,16 @@ def train(args):
     return run_dir
 
 
-def _run_config(model_path):
-    """The config a model was trained with, when it sits in its run folder."""
-    config_file = Path(model_path).parent / "config.json"
-    return runs.read_json(config_file).get("config", {}) if config_file.is_file() else {}
-
-
 def evaluate(args):
     path = runs.model_path(PROJECT, args.model)
-    saved = _run_config(path)
+    saved = runs.run_config(path)
     config = Config(
         dataset=args.dataset or saved.get("dataset", "mnist"),
         data_dir=args.data_dir,
         tiny=args.tiny,
         seed=saved.get("seed", 0),
     )
-    model = load_model(path)
+    model = runs.load_model(path)
     _, (x_test, y_test) = data.load(config)
     probabilities = model.predict(x_test, batch_size=1000, verbose=0)
     predicted = probabilities.argmax(1)
@@ -193,7 +170,7 @@ def evaluate(args):
 
 def predict(args):
     path = runs.model_path(PROJECT, args.model)
-    dataset = _run_config(path).get("dataset", "mnist")
+    dataset = runs.run_config(path).get("dataset", "mnist")
     names = data.CLASS_NAMES[dataset]
     prepared, kept, failures = [], [], 0
     for file in images.expand_inputs(args.inputs):
@@ -205,7 +182,7 @@ def predict(args):
             print(f"error: {message if message.startswith(str(file)) else f'{file}: {message}'}", file=sys.stderr)
             failures += 1
     if prepared:
-        model = load_model(path)
+        model = runs.load_model(path)
         probabilities = model.predict(np.stack(prepared)[..., None], verbose=0)
         for file, row in zip(kept, probabilities):
             print(f"{file}\t{names[row.argmax()]}\t{row.max():.4f}")
