@@ -36,7 +36,7 @@ class Config(cli.TrainConfig):
     data_dir: str = option(
         None, "folder of your own captchas, labelled by file name (7Z8Y.png, 7Z8Y_0042.jpg); default: generated captchas"
     )
-    epochs: int = option(30, "training epochs")
+    epochs: int = option(22, "training epochs")
     batch_size: int = option(64, "captchas per training step")
     lr: float = option(2e-3, "peak learning rate (Adam, warm-up then cosine decay)")
     steps_per_epoch: int = option(250, "training steps per epoch on generated captchas, each on a fresh batch")
