@@ -81,6 +81,16 @@ def add_resume_flag(parser):
     )
 
 
+def train_flags(config_class):
+    """The `train` command's flag adder: one flag per config field, plus --resume."""
+
+    def add(parser):
+        add_config_flags(parser, config_class)
+        add_resume_flag(parser)
+
+    return add
+
+
 def resolve_config(project, config_class, args, defaults=None):
     """The run's settings: `defaults` (e.g. a per-dataset preset) and the flags, or (with
     --resume) the saved run's config plus the flags.

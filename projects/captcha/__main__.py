@@ -16,11 +16,6 @@ from projects.captcha import train as captcha
 HERE = Path(__file__).resolve().parent
 
 
-def add_train_flags(parser):
-    cli.add_config_flags(parser, captcha.Config)
-    cli.add_resume_flag(parser)
-
-
 def add_model_flags(parser):
     parser.add_argument("--model", help="run folder or .keras file, trained or exported (default: the newest trained model)")
     parser.add_argument(
@@ -71,7 +66,7 @@ def add_bench_flags(parser):
 
 
 COMMANDS = {
-    "train": ("train the reader (defaults: the recipe that reaches the README's figures)", add_train_flags, captcha.train),
+    "train": ("train the reader (defaults: the recipe that reaches the README's figures)", cli.train_flags(captcha.Config), captcha.train),
     "evaluate": ("full-sequence and per-character accuracy, and the most confused characters", add_evaluate_flags, captcha.evaluate),
     "predict": ("read your own captcha images, files or folders", add_predict_flags, captcha.predict),
     "export": ("write an inference-only model (decoding built in) and check that it reads the same", add_export_flags, captcha.export),

@@ -16,11 +16,6 @@ from projects.mnist_cnn import train as mnist
 HERE = Path(__file__).resolve().parent
 
 
-def add_train_flags(parser):
-    cli.add_config_flags(parser, mnist.Config)
-    cli.add_resume_flag(parser)
-
-
 def add_model_flag(parser):
     parser.add_argument("--model", help="run folder or .keras file (default: the newest trained model)")
 
@@ -77,7 +72,7 @@ def add_bench_flags(parser):
 
 
 COMMANDS = {
-    "train": ("train the convnet (defaults: the recipe that reaches the README's figures)", add_train_flags, mnist.train),
+    "train": ("train the convnet (defaults: the recipe that reaches the README's figures)", cli.train_flags(mnist.Config), mnist.train),
     "evaluate": ("accuracy, per-class accuracy and confusion matrix on the test set", add_evaluate_flags, mnist.evaluate),
     "predict": ("read digits from your own image files or folders", add_predict_flags, mnist.predict),
     "bench": ("train the default recipe on MNIST and Fashion-MNIST, write the README table", add_bench_flags, bench),
