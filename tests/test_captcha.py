@@ -184,7 +184,7 @@ def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     assert "empty label" in warnings and "not readable images (C123_9999.png)" in warnings
     assert "1 of the images" in warnings and "are not 160x60 like the others (1 of 200x60)" in warnings
     assert len(found.texts) == 31 and found.alphabet == "123ABC"
-    assert found.x.shape == (31, 48, 128, 1) and found.x.dtype == np.uint8
+    assert found.x.shape == (31, 60, 160, 1) and found.x.dtype == np.uint8
 
     run_dir = captcha.train(
         argparse.Namespace(data_dir=str(folder), epochs=2, batch_size=14, workers=0, out=str(tmp_path / "run"))
@@ -194,8 +194,8 @@ def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     saved = json.loads((run_dir / "config.json").read_text())["config"]
     assert saved["alphabet"] == "123ABC"
     model = runs.load_model(run_dir / "model.keras")
-    assert alphabet_of(model) == "123ABC" and model.input_shape == (None, 48, 128, 1)
-    assert model.output_shape == (None, 16, 7)  # 16 time steps for up to 6 characters; 6 characters + blank
+    assert alphabet_of(model) == "123ABC" and model.input_shape == (None, 60, 160, 1)
+    assert model.output_shape == (None, 20, 7)  # 20 time steps for up to 6 characters; 6 characters + blank
 
 
 def test_folder_without_usable_captchas_is_one_line(cli, tmp_path):

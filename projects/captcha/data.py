@@ -15,7 +15,7 @@ image size come from the data. Files that cannot be used (a name that is no labe
 an unreadable image) are skipped with one warning line per reason.
 
 Every picture goes to the network grey and scaled to the model's input size (by
-default 48 pixels high, keeping the captcha's aspect ratio), as uint8.
+default 60 pixels high, keeping the captcha's aspect ratio), as uint8.
 """
 
 import collections
@@ -151,7 +151,7 @@ class CaptchaSpec:
     width: int = 160
     height: int = 60
     fonts: tuple = ()
-    input_size: tuple = (128, 48)
+    input_size: tuple = (160, 60)
 
     def generator(self):
         return captcha.image.ImageCaptcha(self.width, self.height, fonts=list(self.fonts) or None)
@@ -233,7 +233,7 @@ class Folder:
     input_size: tuple  # (width, height)
 
 
-def read_folder(folder, alphabet=None, size=None, input_height=48):
+def read_folder(folder, alphabet=None, size=None, input_height=60):
     """Labelled captchas from a folder, skipping (with a warning) files that cannot be used.
 
     `alphabet` and `size` (width, height) are a trained model's; without them the

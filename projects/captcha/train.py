@@ -36,7 +36,7 @@ class Config(cli.TrainConfig):
     data_dir: str = option(
         None, "folder of your own captchas, labelled by file name (7Z8Y.png, 7Z8Y_0042.jpg); default: generated captchas"
     )
-    epochs: int = option(22, "training epochs")
+    epochs: int = option(24, "training epochs")
     batch_size: int = option(64, "captchas per training step")
     lr: float = option(2e-3, "peak learning rate (Adam, warm-up then cosine decay)")
     steps_per_epoch: int = option(250, "training steps per epoch on generated captchas, each on a fresh batch")
@@ -45,7 +45,7 @@ class Config(cli.TrainConfig):
     captcha_width: int = option(160, "width of generated captchas, pixels")
     captcha_height: int = option(60, "height of generated captchas, pixels")
     fonts: str = option(None, "comma-separated font files for generated captchas (default: the captcha package's own)")
-    input_height: int = option(48, "captchas are scaled to this height, keeping their aspect ratio, for the network")
+    input_height: int = option(60, "captchas are scaled to this height, keeping their aspect ratio, for the network")
     rnn_units: int = option(128, "units per direction of the two bidirectional GRU layers")
     dropout: float = option(0.1, "dropout between the convolutions and the GRUs")
     val_size: int = option(2000, "generated validation captchas (fixed by the seed, the same every epoch)")
