@@ -10,7 +10,7 @@ ifdef DATA_DIR
 export DATA_DIR
 endif
 
-.PHONY: venv test train-mnist train-captcha bench bench-mnist bench-captcha report clean-venv
+.PHONY: venv test train-mnist train-captcha train-word2vec train-imdb bench bench-mnist bench-captcha bench-word2vec bench-imdb report clean-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,25 @@ train-mnist: venv
 train-captcha: venv
 	$(PY) -m projects.captcha train $(ARGS)
 
-bench: bench-mnist bench-captcha
+train-word2vec: venv
+	$(PY) -m projects.word2vec train $(ARGS)
+
+train-imdb: venv
+	$(PY) -m projects.imdb_lstm train $(ARGS)
+
+bench: bench-mnist bench-captcha bench-word2vec bench-imdb
 
 bench-mnist: venv
 	$(PY) -m projects.mnist_cnn bench $(ARGS)
 
 bench-captcha: venv
 	$(PY) -m projects.captcha bench $(ARGS)
+
+bench-word2vec: venv
+	$(PY) -m projects.word2vec bench $(ARGS)
+
+bench-imdb: venv
+	$(PY) -m projects.imdb_lstm bench $(ARGS)
 
 report: venv
 	$(PY) -m common.report $(ARGS)

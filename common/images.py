@@ -5,13 +5,12 @@ Users hand us whatever they have: PNG or JPEG, grey, RGB, RGBA, palette, CMYK or
 each of those into plain 8-bit "L" or "RGB" or says in one line why it cannot.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
+from common import runs
 from common.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -81,18 +80,9 @@ def to_uint8(images):
 
 def save_image(image, path):
     """Write a Pillow image atomically: a crash mid-write never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(handle)
-    os.chmod(temporary, 0o644)  # mkstemp makes owner-only files; pictures are for sharing
-    try:
+    with runs.atomic_path(path) as temporary:
         image.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return Path(path)
 
 
 def grid(images, columns=10, captions=None, marked=None, scale=2, padding=2):

@@ -7,6 +7,7 @@ once training has finished, `summary.json`. `--resume` reopens the latest unfini
 run (or a named one) with the configuration it was started with.
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -17,6 +18,23 @@ from pathlib import Path
 from common.errors import UserError
 
 RUNS_DIR = Path(os.environ.get("RUNS_DIR") or Path(__file__).resolve().parent.parent / "runs")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside `path` to write to, renamed onto `path` once the writing succeeded.
+
+    A crash mid-write leaves the previous file (or none), never half of one. The
+    temporary name keeps the suffix, for writers that pick the format from it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_json(path, data):
@@ -82,18 +100,18 @@ def save_config(run_dir, config, extra):
     return write_json(Path(run_dir) / "config.json", {"config": asdict(config), **extra})
 
 
-def latest_model(project, filename="model.keras"):
-    """The newest finished model of a project, for commands run without --model."""
+def latest_model(project, filename="model.keras", flag="--model"):
+    """The newest finished model (or other product) of a project, for commands run without `flag`."""
     found = sorted((RUNS_DIR / project).glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise UserError(f"no trained {project} model under {RUNS_DIR / project}; train one first or pass --model")
+        raise UserError(f"no trained {project} model under {RUNS_DIR / project}; train one first or pass {flag}")
     return found[-1]
 
 
-def model_path(project, model, filename="model.keras"):
-    """Resolve --model: a run folder, a model file, or (when absent) the newest run's model."""
+def model_path(project, model, filename="model.keras", flag="--model"):
+    """Resolve --model (or `flag`): a run folder, a model file, or (when absent) the newest run's model."""
     if model is None:
-        return latest_model(project, filename)
+        return latest_model(project, filename, flag)
     path = Path(model)
     if path.is_dir():
         path = path / filename
@@ -104,11 +122,9 @@ def model_path(project, model, filename="model.keras"):
 
 def save_model(model, path):
     """Save a Keras model atomically: a crash mid-save leaves the previous file (or none), never half of one."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.partial.keras")
-    model.save(temporary)
-    temporary.replace(path)
-    return path
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+    return Path(path)
 
 
 def load_model(path):

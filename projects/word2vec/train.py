@@ -1,0 +1,191 @@
+"""Training word vectors with either engine, then exporting and scoring them.
+
+`--engine keras` (the default) trains the CBOW model of `model.py` on the examples
+`data.ExampleStream` draws; `--engine gensim` hands the very same token lists and
+hyperparameters to gensim's Word2Vec (CBOW, `sg=0`), the reference. Either way the
+run folder gets the vectors in word2vec text and binary formats, TSV files for the
+TensorBoard projector, the scores on gensim's benchmark sets, the neighbours of a few
+probe words and a map of them, and summary.json with the training throughput in
+corpus words per second (every token, rare ones included, as gensim counts them).
+"""
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import backend, callbacks, cli, runs
+from common.cli import option
+from common.errors import UserError
+from projects.word2vec import data, vectors
+from projects.word2vec.model import build_model
+
+PROJECT = "word2vec"
+VECTORS_FILE = "vectors.bin"
+
+
+@dataclass
+class Config(cli.TrainConfig):
+    data_dir: str = option(None, "folder holding aclImdb_v1.tar.gz or aclImdb/ (default: $DATA_DIR, the Keras cache, then download)")
+    corpus: str = option(None, "your own corpus instead of IMDB: a text file (a document per line) or a folder of .txt files")
+    engine: str = option("keras", "keras: this project's CBOW; gensim: gensim's Word2Vec, the reference", choices=("keras", "gensim"))
+    epochs: int = option(5, "passes over the corpus")
+    batch_size: int = option(128, "blocks of 32 consecutive centres per training step (Keras engine)")
+    lr: float = option(0.025, "learning rate per word at the start, as in word2vec (alpha)")
+    min_lr: float = option(1e-4, "learning rate per word at the end; it falls linearly (min_alpha)")
+    vector_size: int = option(100, "dimensions of the word vectors")
+    window: int = option(5, "largest distance between a centre and a context word; each centre draws its reach in 1..window")
+    min_count: int = option(5, "words seen fewer times are dropped")
+    negative: int = option(5, "negative words per centre")
+    sample: float = option(1e-3, "subsampling threshold for frequent words (0: off)")
+    shared_negatives: int = option(16, "negatives shared by each block of 32 centres (Keras engine); 0: --negative per centre")
+    workers: int = option(2, "worker threads (gensim engine)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("vector_size", "window", "min_count", "negative", "workers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.shared_negatives < 0:
+            raise UserError(f"--shared-negatives must not be negative, got {self.shared_negatives}")
+        if self.sample < 0:
+            raise UserError(f"--sample must not be negative, got {self.sample}")
+        if not 0 < self.min_lr <= self.lr:
+            raise UserError(f"--min-lr must be positive and at most --lr ({self.lr}), got {self.min_lr}")
+        if self.distribute or self.mixed_precision:
+            raise UserError("word2vec trains on one device in float32; --distribute and --mixed-precision do not apply")
+
+
+def load_documents(config):
+    """Token lists of the corpus a config names: --tiny, --corpus, or the IMDB training reviews."""
+    if config.tiny:
+        texts, where = data.planted_documents(config.seed), "tiny planted corpus"
+    elif config.corpus:
+        from common.text import read_documents
+
+        texts, where = read_documents(config.corpus), config.corpus
+    else:
+        texts, where = data.imdb_documents(config.data_dir), "IMDB train reviews (pos, neg, unsup)"
+    documents = data.tokenize_documents(texts)
+    print(f"{where}: {len(texts):,} documents, {sum(map(len, documents)):,} words")
+    return documents
+
+
+@dataclass
+class Timing:
+    """What `cli.finish_run` reports as throughput: corpus words per second of training."""
+
+    seconds: float
+    words: int
+    epoch_seconds: list = field(default_factory=list)
+
+    @property
+    def samples_per_second(self):
+        return self.words / max(self.seconds, 1e-9)
+
+
+def train_gensim(config, documents, run_dir):
+    from gensim.models import Word2Vec
+
+    model = Word2Vec(
+        vector_size=config.vector_size, window=config.window, min_count=config.min_count, negative=config.negative,
+        sample=config.sample, sg=0, cbow_mean=1, hs=0, alpha=config.lr, min_alpha=config.min_lr,
+        workers=config.workers, seed=config.seed, epochs=config.epochs,
+    )
+    model.build_vocab(documents)
+    started = time.perf_counter()
+    model.train(documents, total_examples=model.corpus_count, epochs=config.epochs)
+    seconds = time.perf_counter() - started
+    raw_words = sum(map(len, documents)) * config.epochs
+    return model.wv, Timing(seconds, raw_words, [seconds / config.epochs] * config.epochs)
+
+
+def completed_epochs(run_dir):
+    """Epochs an interrupted run already finished (rows of its metrics.csv)."""
+    metrics = Path(run_dir) / "metrics.csv"
+    return max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else 0
+
+
+def train_keras(config, documents, run_dir):
+    vocabulary = data.build_vocabulary(documents, config.min_count)
+    corpus = data.encode(documents, vocabulary, config.window)
+    keep = data.keep_probabilities(vocabulary.counts, config.sample)
+    steps_per_epoch = max(1, round(data.expected_blocks(corpus, keep) / config.batch_size))
+    print(f"vocabulary {len(vocabulary):,} words; {len(corpus.ids):,} of them in the corpus; {steps_per_epoch:,} steps of "
+          f"{config.batch_size * data.BLOCK:,} centres per epoch; backend {backend.name()}, {backend.describe_device()}")
+
+    model = build_model(len(vocabulary), config, steps_per_epoch * config.epochs)
+    stream = data.ExampleStream(corpus, vocabulary, config, first_epoch=completed_epochs(run_dir))
+
+    def batches():
+        while True:
+            yield (next(stream),)
+
+    run_callbacks, throughput = callbacks.standard(run_dir, steps_per_epoch, corpus.raw_words)
+    started = time.perf_counter()
+    try:
+        model.fit(batches(), steps_per_epoch=steps_per_epoch, epochs=config.epochs, callbacks=run_callbacks, shuffle=False,
+                  verbose=1 if sys.stdout.isatty() else 2)
+    finally:
+        stream.close()
+    seconds = time.perf_counter() - started
+    if model.stop_training:
+        raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
+    epochs_run = len(throughput.epoch_seconds)
+    timing = Timing(seconds, corpus.raw_words * epochs_run, throughput.epoch_seconds)
+    return vectors.keyed_vectors(vocabulary.words, model.vectors()), timing
+
+
+def train(args, documents=None):
+    """Train, export and score vectors; `documents` (token lists) lets a benchmark tokenise once for both engines."""
+    started = time.time()
+    config, resume_dir = cli.resolve_config(PROJECT, Config, args)
+    if resume_dir is not None and config.engine == "gensim":
+        raise UserError("gensim runs cannot be resumed (gensim keeps no checkpoints); start a new run")
+    documents = documents if documents is not None else load_documents(config)
+    run_dir = cli.open_run(PROJECT, config, resume_dir)
+    engine = train_keras if config.engine == "keras" else train_gensim
+    word_vectors, timing = engine(config, documents, run_dir)
+    print(f"trained in {timing.seconds:.1f} s: {timing.samples_per_second:,.0f} corpus words/s ({config.engine} engine)")
+
+    vectors.export(word_vectors, run_dir)
+    metrics = vectors.scores(word_vectors)
+    probes = [w for w in vectors.PROBES if w in word_vectors.key_to_index] or word_vectors.index_to_key[:4]
+    nearest = vectors.neighbours(word_vectors, probes)
+    vectors.draw_map(word_vectors, probes, run_dir / "samples" / "neighbours.png")
+    cli.finish_run(
+        run_dir, config, started, timing, metrics,
+        engine=config.engine, train_seconds=round(timing.seconds, 1), vocabulary=len(word_vectors),
+        corpus_words=sum(map(len, documents)), neighbours=nearest, resumed=resume_dir is not None,
+    )
+    print_scores(metrics, nearest)
+    print(f"vectors saved in {run_dir}")
+    return run_dir
+
+
+def print_scores(metrics, nearest):
+    print(f"analogy accuracy {metrics['analogy_accuracy']:.4f}; Spearman: WordSim353 {metrics['wordsim353_spearman']:.4f}, "
+          f"SimLex-999 {metrics['simlex999_spearman']:.4f}")
+    for word, found in nearest.items():
+        print(f"  {word}: " + ", ".join(f"{n} ({s:.2f})" for n, s in found))
+
+
+def vectors_path(given):
+    """--vectors: a run folder, a .bin/.txt file, or the newest run's vectors."""
+    return runs.model_path(PROJECT, given, VECTORS_FILE, flag="--vectors")
+
+
+def evaluate(args):
+    path = vectors_path(args.vectors)
+    word_vectors = vectors.load(path)
+    print(f"{path}: {len(word_vectors):,} words, {word_vectors.vector_size} dimensions")
+    probes = args.probe or [w for w in vectors.PROBES if w in word_vectors.key_to_index]
+    print_scores(vectors.scores(word_vectors), vectors.neighbours(word_vectors, probes))
+
+
+def neighbours(args):
+    word_vectors = vectors.load(vectors_path(args.vectors))
+    words = [w.lower() for w in args.words]
+    for word, found in vectors.neighbours(word_vectors, words, args.top).items():
+        print(f"{word}: " + ", ".join(f"{n} ({s:.2f})" for n, s in found))
+

@@ -1,0 +1,172 @@
+"""word2vec on tiny corpora: the example generator, the model, both engines, export and bad input."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from common import text
+from common.errors import UserError
+from conftest import assert_one_line_error
+from projects.word2vec import data, vectors
+from projects.word2vec import train as word2vec
+
+
+def corpus_of(documents, min_count=1, window=2):
+    vocabulary = data.build_vocabulary(documents, min_count)
+    return vocabulary, data.encode(documents, vocabulary, window)
+
+
+def test_tokenizer_strips_html_and_lowercases():
+    assert text.tokenize("A <br /><br />GREAT film, isn't it? 10/10 'quoted'") == [
+        "a", "great", "film", "isn't", "it", "10", "10", "quoted"
+    ]
+
+
+def test_contexts_stay_inside_window_and_document_and_leave_out_the_centre():
+    # Every word distinct, so a context word equal to its centre could only be the centre itself.
+    documents = [[f"w{i}" for i in range(start, start + 30)] for start in (0, 30, 60)]
+    vocabulary, corpus = corpus_of(documents)
+    window, block = 3, 8
+    position = {vocabulary.index[f"w{i}"]: i for i in range(90)}  # id -> position in the corpus
+    blocks = data.cbow_blocks(
+        corpus.ids, corpus.document, np.ones(len(vocabulary)), window, data.negative_table(vocabulary.counts, 1000),
+        np.random.default_rng(0), negatives=4, shared=0, block=block,
+    )
+    assert blocks["words"].shape == (12, block + 2 * window) and blocks["context"].shape == (12, block, 2)
+    assert blocks["negatives"].shape == (12, block, 4)
+    reaches, centres = [], []
+    for words, bounds in zip(blocks["words"], blocks["context"]):
+        for i, (first, last) in enumerate(bounds):
+            if first > last:
+                continue  # filler after the last centre
+            centre = position[words[window + i]]
+            centres.append(centre)
+            context = [position[words[c]] for c in range(first, last + 1) if c != window + i]
+            assert context, "every centre has some context"
+            assert centre not in context
+            assert all(abs(w - centre) <= window for w in context)
+            assert all(w // 30 == centre // 30 for w in context), "no context across documents"
+            reaches.append(max(abs(w - centre) for w in context))
+    assert sorted(centres) == list(range(90))
+    assert set(reaches) == {1, 2, 3}, "the reach is drawn anew per centre"
+
+
+def test_the_model_averages_exactly_the_context_it_is_given():
+    from projects.word2vec.model import context_mask
+
+    bounds = np.array([[[0, 3], [2, 2], [1, 0]]], np.int32)  # block of 3 in a span of 5 (window 1)
+    mask = np.asarray(context_mask(bounds, 5))
+    np.testing.assert_array_equal(mask[0], [[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+
+
+def test_negatives_follow_the_unigram_distribution_to_the_power_three_quarters():
+    counts = np.array([1000, 300, 100, 10], np.int64)
+    table = data.negative_table(counts)
+    draws = table[np.random.default_rng(0).integers(0, len(table), 200_000)]
+    expected = counts**0.75 / (counts**0.75).sum()
+    observed = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(observed, expected, atol=0.005)
+
+
+def test_subsampling_keeps_frequent_words_less_often():
+    counts = np.array([100_000, 1_000, 10], np.int64)
+    keep = data.keep_probabilities(counts, 1e-3)
+    threshold = 1e-3 * counts.sum()
+    assert keep[0] == pytest.approx((np.sqrt(counts[0] / threshold) + 1) * threshold / counts[0])
+    assert keep[0] < keep[1] and keep[2] == 1.0
+    assert np.all(data.keep_probabilities(counts, 0) == 1)
+    ids = np.zeros(50_000, np.int32)
+    blocks = data.cbow_blocks(ids, np.zeros_like(ids), keep, 2, np.zeros(10, np.int32), np.random.default_rng(0), block=10)
+    centres = (blocks["context"][..., 1] >= blocks["context"][..., 0]).sum()  # filler slots have first > last
+    assert abs(centres / len(ids) - keep[0]) < 0.01
+
+
+def test_loss_skips_a_negative_equal_to_its_centre_and_slots_without_context():
+    from projects.word2vec.model import negative_sampling_loss
+
+    scores = np.zeros((1, 2, 3), np.float32)  # one block of 2 centres, each with 2 negatives of its own
+    centres = np.array([[1, 5]])
+    log2 = np.log(2.0)
+    both = np.array([[True, True]])
+    distinct = np.array([[[2, 3], [6, 7]]])
+    assert float(negative_sampling_loss(scores, centres, distinct, both, 2)) == pytest.approx(3 * log2, rel=1e-5)
+    clash = np.array([[[1, 3], [6, 7]]])  # the first centre drew itself once
+    assert float(negative_sampling_loss(scores, centres, clash, both, 2)) == pytest.approx(2.5 * log2, rel=1e-5)
+    assert float(negative_sampling_loss(scores, centres, distinct, np.array([[True, False]]), 2)) == pytest.approx(1.5 * log2, rel=1e-5)
+    shared = np.zeros((1, 2, 5), np.float32)  # 4 negatives shared by the block, each counted 2 / 4
+    assert float(negative_sampling_loss(shared, centres, np.array([[[2, 3, 4, 6]]]), both, 2)) == pytest.approx(3 * log2, rel=1e-5)
+
+
+def planted_similarity(word_vectors, topics=6, words=8):
+    """Mean cosine between words of the same topic, and between words of different topics."""
+    names = [f"t{t}w{w}" for t in range(topics) for w in range(words)]
+    unit = word_vectors[names] / np.linalg.norm(word_vectors[names], axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    topic = np.repeat(np.arange(topics), words)
+    same = (topic[:, None] == topic[None, :]) & ~np.eye(len(names), dtype=bool)
+    return cosine[same].mean(), cosine[topic[:, None] != topic[None, :]].mean()
+
+
+def test_keras_engine_learns_a_planted_structure(tmp_path):
+    documents = data.tokenize_documents(data.planted_documents(seed=1))
+    config = word2vec.Config(tiny=True, epochs=4, batch_size=4, sample=0, min_count=1)
+    word_vectors, timing = word2vec.train_keras(config, documents, tmp_path)
+    within, across = planted_similarity(word_vectors)
+    assert within > across + 0.3, (within, across)
+    assert timing.words == 4 * 24_000 and timing.samples_per_second > 0
+
+
+def test_export_round_trips_through_gensim(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "don't", "café"]
+    original = vectors.keyed_vectors(words, rng.normal(size=(5, 7)).astype(np.float32))
+    vectors.export(original, tmp_path)
+    for name in ("vectors.txt", "vectors.bin"):
+        loaded = vectors.load(tmp_path / name)
+        assert loaded.index_to_key == words
+        np.testing.assert_allclose(loaded[words], original[words], atol=1e-5)
+    assert (tmp_path / "projector" / "metadata.tsv").read_text().split("\n")[:5] == words
+    assert np.loadtxt(tmp_path / "projector" / "vectors.tsv", delimiter="\t").shape == (5, 7)
+
+
+@pytest.mark.parametrize("engine", ["gensim", "keras"])
+def test_both_engines_train_export_and_evaluate_from_the_command_line(cli, tmp_path, engine):
+    run_dir = tmp_path / "run"
+    result = cli("projects.word2vec", "train", "--tiny", "--engine", engine, "--epochs", "2", "--batch-size", "16",
+                 "--out", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("vectors.txt", "vectors.bin", "projector/vectors.tsv", "samples/neighbours.png", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["engine"] == engine and summary["vocabulary"] == 52 and summary["train_samples_per_second"] > 0
+    result = cli("projects.word2vec", "neighbours", "--vectors", run_dir, "t0w1", "--top", "3")
+    assert result.returncode == 0 and result.stdout.startswith("t0w1: "), result.stderr[-2000:]
+    result = cli("projects.word2vec", "neighbours", "--vectors", run_dir, "nosuchword")
+    assert_one_line_error(result, "not in the vocabulary: nosuchword")
+
+
+def test_corpus_files_bad_bytes_and_too_small(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("the film was great\nthe plot was thin\n")
+    (folder / "b.txt").write_bytes(b"caf\xe9 au lait and the film")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        texts = text.read_documents(folder)
+    assert len(texts) == 2 and "\ufffd" in texts[1]
+    assert any("not UTF-8" in str(w.message) for w in caught)
+    (tmp_path / "empty.txt").write_text("  \n<br />\n")
+    with pytest.raises(UserError, match="no words"):
+        data.tokenize_documents(text.read_documents(tmp_path / "empty.txt"))
+    with pytest.raises(UserError, match="smaller than"):
+        corpus_of([["just", "three", "words"]], window=5)
+
+
+def test_bad_corpus_is_one_line_on_the_command_line(cli, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert_one_line_error(cli("projects.word2vec", "train", "--corpus", empty), "no words")
+    assert_one_line_error(cli("projects.word2vec", "train", "--corpus", tmp_path / "missing"), "does not exist")
+    assert_one_line_error(cli("projects.word2vec", "evaluate", "--vectors", empty), "not a word2vec")
