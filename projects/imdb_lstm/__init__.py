@@ -1,0 +1,1 @@
+"""Movie-review sentiment: word2vec vectors, a bidirectional LSTM and pooling over time, on IMDB or your own reviews."""
