@@ -70,6 +70,12 @@ def word2vec_vectors(data_dir):
     return run_dir / "vectors.bin"
 
 
+def shown(path):
+    """A path as the README shows it: relative to the repository when it lies inside it."""
+    path = Path(path).resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def bench_row(name, run_dir):
     summary = runs.read_json(run_dir / "summary.json")
     metrics = summary["metrics"]
@@ -89,7 +95,7 @@ def bench(args):
     shutil.copy(with_vectors / "samples" / "test_results.png", HERE / "assets" / "test_results.png")
     table = "\n".join(
         [
-            f"Word vectors: `{vectors}`.",
+            f"Word vectors: `{shown(vectors)}`.",
             "",
             "| word vectors | test accuracy (25,000 reviews) | F1 | epochs | wall time | train reviews/s | backend | hardware | run |",
             "|---|---|---|---|---|---|---|---|---|",
