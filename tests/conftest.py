@@ -5,7 +5,9 @@ backend (`make test` sets KERAS_BACKEND); commands are exercised as a user runs
 them, in a subprocess, so that "one clear line, no traceback" is checked for real.
 """
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,10 +16,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def scratch(prefix):
+    """A temporary folder, removed when this process exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 os.environ["DATASETS_OFFLINE"] = "1"
-os.environ.setdefault("RUNS_DIR", tempfile.mkdtemp(prefix="runs-"))
-os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="data-")
-os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="keras-home-")
+if "RUNS_DIR" not in os.environ:  # pytest-xdist workers share the one their controller made
+    os.environ["RUNS_DIR"] = scratch("runs-")
+os.environ["DATA_DIR"] = scratch("data-")
+os.environ["KERAS_HOME"] = scratch("keras-home-")
 sys.path.insert(0, str(ROOT))
 
 
