@@ -21,10 +21,9 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 # The suite runs twice: once per Keras backend (the backend is fixed when Keras is imported).
-# Two pytest workers, each taking whole files: most of a test's time is a command starting up.
 test: venv
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -n 2 --dist loadfile tests $(ARGS)
-	KERAS_BACKEND=jax $(PY) -m pytest -n 2 --dist loadfile tests $(ARGS)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest tests $(ARGS)
+	KERAS_BACKEND=jax $(PY) -m pytest tests $(ARGS)
 
 train-mnist: venv
 	$(PY) -m projects.mnist_cnn train $(ARGS)
