@@ -10,7 +10,8 @@ ifdef DATA_DIR
 export DATA_DIR
 endif
 
-.PHONY: venv test train-mnist train-captcha train-word2vec train-imdb bench bench-mnist bench-captcha bench-word2vec bench-imdb report clean-venv
+.PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan \
+	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan report clean-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +38,16 @@ train-word2vec: venv
 train-imdb: venv
 	$(PY) -m projects.imdb_lstm train $(ARGS)
 
-bench: bench-mnist bench-captcha bench-word2vec bench-imdb
+train-dcgan: venv
+	$(PY) -m projects.dcgan train $(ARGS)
+
+train-style: venv
+	$(PY) -m projects.style_transfer train $(ARGS)
+
+train-animegan: venv
+	$(PY) -m projects.animegan train $(ARGS)
+
+bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan
 
 bench-mnist: venv
 	$(PY) -m projects.mnist_cnn bench $(ARGS)
@@ -50,6 +60,15 @@ bench-word2vec: venv
 
 bench-imdb: venv
 	$(PY) -m projects.imdb_lstm bench $(ARGS)
+
+bench-dcgan: venv
+	$(PY) -m projects.dcgan bench $(ARGS)
+
+bench-style: venv
+	$(PY) -m projects.style_transfer bench $(ARGS)
+
+bench-animegan: venv
+	$(PY) -m projects.animegan bench $(ARGS)
 
 report: venv
 	$(PY) -m common.report $(ARGS)

@@ -127,3 +127,79 @@ def fit_to_replicas(replicas, batch_size, *arrays):
 
         raise UserError(f"--batch-size {batch_size} must be a multiple of the {replicas} replicas")
     return tuple(array[: len(array) - len(array) % replicas] for array in arrays)
+
+
+def gradient_step(loss_fn, trainable, optimizer, state=(), jit_compile=None):
+    """One compiled optimisation step for custom training loops (GANs, style transfer).
+
+    `loss_fn(*inputs)` computes `(loss, metrics)` (a scalar and a dict of scalars) with
+    `keras.ops` on the current values of the variables; the returned `step(*inputs)`
+    updates `trainable` with `optimizer` along the gradient of `loss` and returns
+    `(loss, metrics)` as floats. `state` lists the other variables that `loss_fn` may
+    change, such as batch-norm statistics. Randomness (noise, crops) should come in
+    through `inputs`, so the step stays a pure function of them.
+
+    TensorFlow takes gradients with a `GradientTape` inside a `tf.function`; JAX with
+    `jax.value_and_grad` of a stateless call, compiled with `jax.jit`, whose new values
+    are written back into the variables after each step.
+    """
+    trainable, state = list(trainable), list(state)
+    optimizer.build(trainable)
+    if jit_compile is None:
+        jit_compile = name() == "jax"
+    if name() == "tensorflow":
+        return _tensorflow_step(loss_fn, trainable, optimizer, jit_compile)
+    if name() == "jax":
+        return _jax_step(loss_fn, trainable, optimizer, state, jit_compile)
+    raise NotImplementedError(f"custom training steps are not supported on the {name()} backend")
+
+
+def _floats(loss, metrics):
+    return float(loss), {key: float(value) for key, value in metrics.items()}
+
+
+def _tensorflow_step(loss_fn, trainable, optimizer, jit_compile):
+    tf = _tf()
+
+    @tf.function(jit_compile=bool(jit_compile), reduce_retracing=True)
+    def step(*inputs):
+        with tf.GradientTape() as tape:
+            loss, metrics = loss_fn(*inputs)
+            scaled = optimizer.scale_loss(loss)
+        optimizer.apply(tape.gradient(scaled, trainable), trainable)
+        return loss, metrics
+
+    return lambda *inputs: _floats(*step(*inputs))
+
+
+def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
+    import jax
+
+    def values_after(scope, variables, values):
+        found = (scope.get_current_value(v) for v in variables)
+        return [value if new is None else new for new, value in zip(found, values)]
+
+    def pure_step(trainable_values, state_values, optimizer_values, inputs):
+        def loss_of(values):
+            mapping = list(zip(trainable, values)) + list(zip(state, state_values))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                loss, metrics = loss_fn(*inputs)
+                scaled = optimizer.scale_loss(loss)
+            return scaled, (loss, metrics, values_after(scope, state, state_values))
+
+        gradients, (loss, metrics, new_state) = jax.grad(loss_of, has_aux=True)(trainable_values)
+        new_trainable, new_optimizer = optimizer.stateless_apply(optimizer_values, gradients, trainable_values)
+        return loss, metrics, new_trainable, new_state, new_optimizer
+
+    compiled = jax.jit(pure_step) if jit_compile else pure_step
+
+    def step(*inputs):
+        loss, metrics, *updates = compiled(
+            [v.value for v in trainable], [v.value for v in state], [v.value for v in optimizer.variables], inputs
+        )
+        for variables, values in zip((trainable, state, optimizer.variables), updates):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        return _floats(loss, metrics)
+
+    return step

@@ -23,7 +23,7 @@ import random
 import string
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import captcha.image
@@ -152,6 +152,13 @@ class CaptchaSpec:
     height: int = 60
     fonts: tuple = ()
     input_size: tuple = (160, 60)
+    weights: tuple = ()  # relative odds of each alphabet character; () draws them evenly
+
+    def emphasised(self, characters, factor):
+        """The same captchas with `characters` drawn `factor` times as often as the others."""
+        if not characters or factor == 1:
+            return self
+        return replace(self, weights=tuple(factor if c in characters else 1.0 for c in self.alphabet))
 
     def generator(self):
         return captcha.image.ImageCaptcha(self.width, self.height, fonts=list(self.fonts) or None)
@@ -160,7 +167,11 @@ class CaptchaSpec:
         """`count` captchas from the stream named by `seed_words`: (uint8 images, int32 labels, texts)."""
         rng = seeded_rng(*seed_words)
         generator = generator or self.generator()
-        texts = ["".join(rng.choices(self.alphabet, k=rng.randint(self.min_length, self.max_length))) for _ in range(count)]
+        weights = self.weights or None
+        texts = [
+            "".join(rng.choices(self.alphabet, weights, k=rng.randint(self.min_length, self.max_length)))
+            for _ in range(count)
+        ]
         x = np.stack([prepare(render(generator, text, rng), self.input_size) for text in texts])
         return x, encode(texts, self.alphabet, self.max_length), texts
 

@@ -51,6 +51,8 @@ class Config(cli.TrainConfig):
     val_size: int = option(2000, "generated validation captchas (fixed by the seed, the same every epoch)")
     test_size: int = option(10000, "freshly generated held-out captchas read once training has finished")
     val_split: float = option(0.1, "fraction of a folder held out for validation and the final score")
+    emphasise: str = option("O0", "characters the training stream draws more often than the rest (the hardest to tell apart)")
+    emphasis: float = option(4.0, "how many times as often the --emphasise characters are drawn while training")
     workers: int = option(2, "threads drawing captchas ahead of the training step (0 or 1: none ahead)")
 
     def __post_init__(self):
@@ -67,6 +69,8 @@ class Config(cli.TrainConfig):
                 raise UserError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.input_height < 16:
             raise UserError(f"--input-height must be at least 16, got {self.input_height}")
+        if self.emphasis <= 0:
+            raise UserError(f"--emphasis must be positive, got {self.emphasis}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 < self.val_split < 1:
@@ -140,7 +144,9 @@ def load(config):
         return x, texts
 
     return Captchas(
-        train=data.CaptchaStream(spec, config.batch_size, steps, config.seed, config.workers),
+        train=data.CaptchaStream(
+            spec.emphasised(config.emphasise, config.emphasis), config.batch_size, steps, config.seed, config.workers
+        ),
         validation=(x_val, y_val),
         alphabet=spec.alphabet,
         input_size=spec.input_size,
