@@ -5,6 +5,7 @@ Users hand us whatever they have: PNG or JPEG, grey, RGB, RGBA, palette, CMYK or
 each of those into plain 8-bit "L" or "RGB" or says in one line why it cannot.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,29 @@ def list_images(folder):
     if not files:
         raise UserError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def open_all(files, mode="RGB"):
+    """Open every file that can be opened, as `mode`; one warning line counts the ones skipped.
+
+    Returns [(path, image)]; a clear error when none of them could be read.
+    """
+    opened, skipped = [], []
+    for path in files:
+        try:
+            opened.append((Path(path), open_image(path, mode)))
+        except UserError as error:
+            skipped.append(str(error))
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} of {len(files)} files that are not readable images (first: {skipped[0]})", stacklevel=2)
+    if not opened:
+        raise UserError(f"none of the {len(files)} files is a readable image ({skipped[0]})" if files else "no image files given")
+    return opened
+
+
+def fit(image, size):
+    """Centre-crop a Pillow image to the aspect ratio of `size` (width, height), then resize it to `size`."""
+    return ImageOps.fit(image, tuple(size), Image.LANCZOS)
 
 
 def expand_inputs(paths):
