@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from gensim.models import KeyedVectors
 
-from common import runs, text
+from common import runs, text, word2vec_format
 from common.errors import UserError
 from conftest import ROOT, assert_one_line_error
 from projects.imdb_lstm import data
@@ -192,18 +192,18 @@ def test_own_folder_of_reviews_trains_from_random_vectors(tmp_path, capsys):
 
 def test_bad_word_vector_files_are_clear_errors(tmp_path):
     good = write_vectors(tmp_path / "vectors.txt", dimensions=8)
-    assert data.load_vectors(good).vector_size == 8
+    assert word2vec_format.load(good).vector_size == 8
     as_binary = write_vectors(tmp_path / "binary.txt", dimensions=8, binary=True)  # the name does not decide
-    assert data.load_vectors(as_binary)["great"][0] > 0.5
+    assert word2vec_format.load(as_binary)["great"][0] > 0.5
     (tmp_path / "notes.txt").write_text("this is not a vectors file\n")
     with pytest.raises(UserError, match="first line should be"):
-        data.load_vectors(tmp_path / "notes.txt")
+        word2vec_format.load(tmp_path / "notes.txt")
     (tmp_path / "short.txt").write_text("2 8\ngreat 0.1 0.2\nawful 0.3\n")
     with pytest.raises(UserError, match="not a valid word2vec"):
-        data.load_vectors(tmp_path / "short.txt")
+        word2vec_format.load(tmp_path / "short.txt")
     (tmp_path / "cut.bin").write_bytes(as_binary.read_bytes()[:200])
     with pytest.raises(UserError, match="not a valid word2vec binary"):
-        data.load_vectors(tmp_path / "cut.bin")
+        word2vec_format.load(tmp_path / "cut.bin")
     with pytest.raises(UserError, match="does not exist"):
         data.vectors_file(tmp_path / "missing.bin")
     word2vec_run = tmp_path / "word2vec_run"

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from common import text
+from common import text, word2vec_format
 from common.errors import UserError
 from conftest import assert_one_line_error
 from projects.word2vec import data, vectors
@@ -124,7 +124,7 @@ def test_export_round_trips_through_gensim(tmp_path):
     original = vectors.keyed_vectors(words, rng.normal(size=(5, 7)).astype(np.float32))
     vectors.export(original, tmp_path)
     for name in ("vectors.txt", "vectors.bin"):
-        loaded = vectors.load(tmp_path / name)
+        loaded = word2vec_format.load(tmp_path / name)
         assert loaded.index_to_key == words
         np.testing.assert_allclose(loaded[words], original[words], atol=1e-5)
     assert (tmp_path / "projector" / "metadata.tsv").read_text().split("\n")[:5] == words

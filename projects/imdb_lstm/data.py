@@ -301,36 +301,6 @@ def vectors_file(path):
     return path
 
 
-def is_binary(path):
-    """Whether a word2vec file is binary: the line after the header is not `word` and N numbers."""
-    with open(path, "rb") as stream:
-        header, first = stream.readline(), stream.readline(1 << 20)
-    numbers = header.split()
-    if len(numbers) != 2 or not all(n.isdigit() for n in numbers):
-        raise UserError(f"{path} is not a word2vec file: its first line should be '<words> <dimensions>'")
-    fields = first.decode("utf-8", errors="replace").split()
-    try:
-        [float(v) for v in fields[1:]]
-    except ValueError:
-        return True
-    return len(fields) != int(numbers[1]) + 1
-
-
-def load_vectors(path):
-    """gensim KeyedVectors from a word2vec text or binary file, whatever its name."""
-    from gensim.models import KeyedVectors
-
-    binary = is_binary(path)
-    try:
-        vectors = KeyedVectors.load_word2vec_format(str(path), binary=binary, unicode_errors="replace")
-    except Exception as error:  # gensim raises many types for a malformed file; each means "not this format"
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{path} is not a valid word2vec {'binary' if binary else 'text'} file ({reason})") from None
-    if len(vectors) == 0:
-        raise UserError(f"{path} holds no word vectors")
-    return vectors
-
-
 def embedding_matrix(vectors, vocabulary, seed):
     """Rows of the embedding table: the word's vector where there is one, else small random values.
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from common import backend, callbacks, cli, images, runs, text
+from common import backend, callbacks, cli, images, runs, text, word2vec_format
 from common.cli import option
 from common.errors import UserError
 from projects.imdb_lstm import data
@@ -67,7 +67,7 @@ def load_embeddings(config):
         config.embedding_dim = config.embedding_dim or DEFAULT_EMBEDDING_DIM
         return None
     path = data.vectors_file(config.embeddings)
-    vectors = data.load_vectors(path)
+    vectors = word2vec_format.load(path)
     if config.embedding_dim is not None and config.embedding_dim != vectors.vector_size:
         raise UserError(
             f"{path} holds {vectors.vector_size}-dimensional vectors, but --embedding-dim is {config.embedding_dim}; "

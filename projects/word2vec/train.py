@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import backend, callbacks, cli, runs
+from common import backend, callbacks, cli, runs, word2vec_format
 from common.cli import option
 from common.errors import UserError
 from projects.word2vec import data, vectors
@@ -177,14 +177,14 @@ def vectors_path(given):
 
 def evaluate(args):
     path = vectors_path(args.vectors)
-    word_vectors = vectors.load(path)
+    word_vectors = word2vec_format.load(path)
     print(f"{path}: {len(word_vectors):,} words, {word_vectors.vector_size} dimensions")
     probes = args.probe or [w for w in vectors.PROBES if w in word_vectors.key_to_index]
     print_scores(vectors.scores(word_vectors), vectors.neighbours(word_vectors, probes))
 
 
 def neighbours(args):
-    word_vectors = vectors.load(vectors_path(args.vectors))
+    word_vectors = word2vec_format.load(vectors_path(args.vectors))
     words = [w.lower() for w in args.words]
     for word, found in vectors.neighbours(word_vectors, words, args.top).items():
         print(f"{word}: " + ", ".join(f"{n} ({s:.2f})" for n, s in found))

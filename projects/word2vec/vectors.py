@@ -1,4 +1,4 @@
-"""Word vectors as gensim `KeyedVectors`: export, loading, scoring and a picture.
+"""Word vectors as gensim `KeyedVectors`: export, scoring and a picture.
 
 Whatever engine trained them, vectors are written the way other tools read them:
 the word2vec text and binary formats (the IMDB project loads these) and a pair of
@@ -38,17 +38,6 @@ def export(vectors, folder, projector_words=PROJECTOR_WORDS):
         np.savetxt(partial, vectors[words], delimiter="\t", fmt="%.5f")
     with runs.atomic_path(folder / "projector" / "metadata.tsv") as partial:
         partial.write_text("\n".join(words) + "\n", encoding="utf-8")
-
-
-def load(path):
-    """KeyedVectors from a word2vec text or binary file (binary when the name ends in .bin)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
-    try:
-        return KeyedVectors.load_word2vec_format(str(path), binary=path.suffix == ".bin")
-    except (ValueError, UnicodeDecodeError, EOFError) as error:
-        raise UserError(f"{path} is not a word2vec {'binary' if path.suffix == '.bin' else 'text'} file ({error})") from None
 
 
 def scores(vectors):
