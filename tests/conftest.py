@@ -59,3 +59,19 @@ def assert_one_line_error(result, *fragments):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backend_independent: the test exercises no backend-specific code; it runs under TensorFlow only"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs the suite once per backend; tests that cannot differ between backends run once."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason="backend-independent: run under the TensorFlow backend")
+    for item in items:
+        if "backend_independent" in item.keywords:
+            item.add_marker(skip)

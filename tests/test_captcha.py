@@ -131,12 +131,14 @@ def test_ctc_decoding_merges_repeats_and_drops_blanks(beam_width):
         assert 0.99 < float(keras.ops.convert_to_numpy(confidence)[0]) <= 1.0
 
 
+@pytest.mark.backend_independent
 def test_labels_encode_and_decode_with_padding():
     codes = data.encode(["AB", "BA7B"], "AB7", 6)
     assert codes.tolist() == [[1, 2, 0, 0, 0, 0], [2, 1, 3, 2, 0, 0]]
     assert data.decode(codes, "AB7") == ["AB", "BA7B"]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "name, label, problem",
     [
@@ -154,6 +156,7 @@ def test_labels_come_from_file_names(name, label, problem):
     assert data.label_problem(label, alphabet) == problem
 
 
+@pytest.mark.backend_independent
 def test_lengths_and_settings_are_checked():
     assert data.parse_length("4") == (4, 4) and data.parse_length("4-6") == (4, 6)
     for bad in ("x", "6-4", "0", "4-", "4-x"):
@@ -198,6 +201,7 @@ def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     assert model.output_shape == (None, 20, 7)  # 20 time steps for up to 6 characters; 6 characters + blank
 
 
+@pytest.mark.backend_independent
 def test_folder_without_usable_captchas_is_one_line(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("projects.captcha", "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")

@@ -10,6 +10,8 @@ from PIL import Image
 from common import cli, images, report, runs
 from common.errors import UserError
 
+pytestmark = pytest.mark.backend_independent
+
 
 def parse(config_class, argv):
     parser = argparse.ArgumentParser()

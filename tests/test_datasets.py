@@ -10,6 +10,8 @@ import pytest
 from common import datasets
 from common.errors import UserError
 
+pytestmark = pytest.mark.backend_independent
+
 
 def write_idx(path, array, compress=True):
     codes = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}

@@ -130,6 +130,7 @@ def test_masked_max_pooling_ignores_padding():
     np.testing.assert_allclose(np.asarray(pooled), [[-2.0, 1.0]])
 
 
+@pytest.mark.backend_independent
 def test_tokens_are_the_word2vec_projects_and_unknown_words_share_an_id():
     vocabulary = data.build_vocabulary([text.tokenize("A great film, a <br />GREAT film isn't it")], 2, 100)
     assert vocabulary.words == ["a", "film", "great"]  # most frequent first, then alphabetical
@@ -137,6 +138,7 @@ def test_tokens_are_the_word2vec_projects_and_unknown_words_share_an_id():
     assert ids.tolist() == [4, 3, data.OOV, data.OOV]
 
 
+@pytest.mark.backend_independent
 def test_long_reviews_keep_their_start_and_end():
     assert data.truncate(list(range(100)), 20) == list(range(5)) + list(range(85, 100))
     assert data.truncate([1, 2, 3], 20) == [1, 2, 3]
@@ -145,6 +147,7 @@ def test_long_reviews_keep_their_start_and_end():
     assert ids.shape == (500,) and (ids == 2).all()
 
 
+@pytest.mark.backend_independent
 def test_batches_group_similar_lengths_and_pad_at_the_end():
     rng = np.random.default_rng(0)
     reviews = [np.arange(1, n + 1, dtype=np.int32) for n in rng.integers(1, 300, 500)]
@@ -190,6 +193,7 @@ def test_own_folder_of_reviews_trains_from_random_vectors(tmp_path, capsys):
     assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
 
 
+@pytest.mark.backend_independent
 def test_bad_word_vector_files_are_clear_errors(tmp_path):
     good = write_vectors(tmp_path / "vectors.txt", dimensions=8)
     assert word2vec_format.load(good).vector_size == 8
@@ -214,6 +218,7 @@ def test_bad_word_vector_files_are_clear_errors(tmp_path):
         imdb.load_embeddings(imdb.Config(embeddings=str(good), embedding_dim=50))
 
 
+@pytest.mark.backend_independent
 def test_bad_input_on_the_command_line_is_one_line(cli, tmp_path):
     (tmp_path / "notes.txt").write_text("this is not a vectors file\n")
     result = cli("projects.imdb_lstm", "train", "--tiny", "--embeddings", tmp_path / "notes.txt", "--out", tmp_path / "run")

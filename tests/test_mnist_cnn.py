@@ -98,6 +98,7 @@ def test_existing_run_is_never_overwritten(trained, cli):
     assert (run_dir / "model.keras").read_bytes() == before
 
 
+@pytest.mark.backend_independent
 def test_bad_input_is_one_line(cli, tmp_path):
     assert_one_line_error(cli("projects.mnist_cnn", "train", "--data-dir", tmp_path / "nowhere"), "does not exist")
     (tmp_path / "empty").mkdir()
@@ -110,6 +111,7 @@ def test_bad_input_is_one_line(cli, tmp_path):
     assert_one_line_error(cli("projects.mnist_cnn", "predict", "--model", tmp_path / "fake.keras", tmp_path), "no images")
 
 
+@pytest.mark.backend_independent
 def test_truncated_dataset_file_is_one_line(cli, tmp_path):
     from test_datasets import fake_mnist
 
@@ -166,6 +168,7 @@ def test_mixed_precision_runs(cli, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "mixed_bfloat16"
 
 
+@pytest.mark.backend_independent
 def test_mnist_style_preparation_centres_by_mass():
     canvas = Image.new("L", (100, 60), 255)
     canvas.paste(0, (70, 10, 80, 50))  # a dark bar far right of centre, on white paper

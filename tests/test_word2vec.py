@@ -18,12 +18,14 @@ def corpus_of(documents, min_count=1, window=2):
     return vocabulary, data.encode(documents, vocabulary, window)
 
 
+@pytest.mark.backend_independent
 def test_tokenizer_strips_html_and_lowercases():
     assert text.tokenize("A <br /><br />GREAT film, isn't it? 10/10 'quoted'") == [
         "a", "great", "film", "isn't", "it", "10", "10", "quoted"
     ]
 
 
+@pytest.mark.backend_independent
 def test_contexts_stay_inside_window_and_document_and_leave_out_the_centre():
     # Every word distinct, so a context word equal to its centre could only be the centre itself.
     documents = [[f"w{i}" for i in range(start, start + 30)] for start in (0, 30, 60)]
@@ -61,6 +63,7 @@ def test_the_model_averages_exactly_the_context_it_is_given():
     np.testing.assert_array_equal(mask[0], [[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
 
 
+@pytest.mark.backend_independent
 def test_negatives_follow_the_unigram_distribution_to_the_power_three_quarters():
     counts = np.array([1000, 300, 100, 10], np.int64)
     table = data.negative_table(counts)
@@ -70,6 +73,7 @@ def test_negatives_follow_the_unigram_distribution_to_the_power_three_quarters()
     np.testing.assert_allclose(observed, expected, atol=0.005)
 
 
+@pytest.mark.backend_independent
 def test_subsampling_keeps_frequent_words_less_often():
     counts = np.array([100_000, 1_000, 10], np.int64)
     keep = data.keep_probabilities(counts, 1e-3)
@@ -118,6 +122,7 @@ def test_keras_engine_learns_a_planted_structure(tmp_path):
     assert timing.words == 4 * 24_000 and timing.samples_per_second > 0
 
 
+@pytest.mark.backend_independent
 def test_export_round_trips_through_gensim(tmp_path):
     rng = np.random.default_rng(0)
     words = ["alpha", "beta", "gamma", "don't", "café"]
@@ -147,6 +152,7 @@ def test_both_engines_train_export_and_evaluate_from_the_command_line(cli, tmp_p
     assert_one_line_error(result, "not in the vocabulary: nosuchword")
 
 
+@pytest.mark.backend_independent
 def test_corpus_files_bad_bytes_and_too_small(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()
@@ -164,6 +170,7 @@ def test_corpus_files_bad_bytes_and_too_small(tmp_path):
         corpus_of([["just", "three", "words"]], window=5)
 
 
+@pytest.mark.backend_independent
 def test_bad_corpus_is_one_line_on_the_command_line(cli, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
