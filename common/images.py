@@ -137,3 +137,36 @@ def grid(images, columns=10, captions=None, marked=None, scale=2, padding=2):
         if captions is not None:
             draw.text((x, y + tile_h + 1), str(captions[index]), fill="red" if is_marked else "black")
     return canvas
+
+
+def open_within(path, max_size, mode="RGB"):
+    """`open_image`, shrunk (aspect ratio kept) so that its longer side is at most `max_size` pixels.
+
+    Returns (image, original (width, height)), so a caller can tell the user when a big
+    photo was scaled down. JPEGs are decoded at a reduced scale straight away, so a
+    10,000-pixel photo costs little time and memory; Pillow's decompression-bomb
+    warning is moot for an image about to be shrunk, and its hard limit becomes a message.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                stored_size = image.size
+                if max_size:
+                    image.draft(image.mode, (max_size, max_size))
+                image.load()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Image.DecompressionBombError as error:
+        raise UserError(f"{path}: too many pixels to open safely ({error})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"{path}: not a readable image ({error})") from None
+    upright = ImageOps.exif_transpose(image)
+    turned = upright.size != image.size
+    original = stored_size[::-1] if turned else stored_size
+    upright = normalise(upright, mode)
+    if max_size and max(upright.size) > max_size:
+        scale = max_size / max(upright.size)
+        upright = upright.resize((max(1, round(upright.width * scale)), max(1, round(upright.height * scale))), Image.LANCZOS)
+    return upright, tuple(original)

@@ -1,0 +1,153 @@
+"""Command line of neural style transfer: `python -m projects.style_transfer train|stylize|evaluate|export|bench`.
+
+`stylize --content --style` repaints a photo by optimisation (slow, exact, any
+painting); `train --style --content-dir` fits a fast network to one painting, and
+`stylize --model --input` then paints files or folders with it in one pass. `bench`
+measures both on the shared real data and writes the table and pictures into the README.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import backend, cli, runs
+from common.errors import UserError
+from common.report import update_readme
+from projects.style_transfer import data, optimize, pictures
+from projects.style_transfer import train as fast
+
+HERE = Path(__file__).resolve().parent
+
+
+def add_stylize_flags(parser):
+    cli.add_config_flags(parser, optimize.StylizeConfig)
+    fast_mode = parser.add_argument_group("with a trained network (instead of --content and --style)")
+    fast_mode.add_argument("--model", help="run folder, model.keras or an exported .keras file of a trained network")
+    fast_mode.add_argument("--input", nargs="+", help="images or folders of images to stylise")
+    fast_mode.add_argument("--batch-size", type=int, default=4, help="images of the same size stylised together (default: 4)")
+
+
+def stylize(args):
+    if args.model or args.input:
+        given = [f"--{name}" for name in ("content", "style") if getattr(args, name, None)]
+        if given:
+            raise UserError(f"{' and '.join(given)} belong to the optimisation; with --model, give --input only")
+        if not args.input:
+            raise UserError("give --input with the images or folders to stylise")
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+        return fast.stylize(args)
+    optimize.run(cli.config_from_args(optimize.StylizeConfig, args))
+    return 0
+
+
+def add_model_flags(parser):
+    parser.add_argument("--model", help="run folder or .keras file of a trained network (default: the newest)")
+
+
+def add_evaluate_flags(parser):
+    add_model_flags(parser)
+    parser.add_argument("--input", nargs="+", required=True, help="photos or folders of photos to score")
+    parser.add_argument("--max-size", type=int, help="longer side the photos are scaled down to (default: 512)")
+    parser.add_argument("--style", help="the painting to score against (default: the one the network was trained on)")
+    parser.add_argument("--backbone", choices=("vgg16", "vgg19"), help="VGG to score with (default: the training run's)")
+    parser.add_argument("--backbone-weights", help="its weights (default: the training run's)")
+
+
+def add_export_flags(parser):
+    add_model_flags(parser)
+    parser.add_argument("--out", help="the .keras file to write (default: stylizer.keras beside the model)")
+
+
+# --- bench ------------------------------------------------------------------------------
+
+# What `make bench-style` runs, sized to fit about 25 minutes on 2 CPU cores (see the README).
+BENCH = {
+    "weights": "weights/vgg16_hed_bsds500.weights.h5",
+    "pairs": [  # (painting, photo) per gallery row
+        ("style/paintings/starry_night_vangogh_1889.jpg", "style/photos/tubingen_neckarfront.jpg"),
+        ("style/paintings/great_wave_hokusai.jpg", "style/photos/golden_gate.jpg"),
+    ],
+    "photo_folders": ["style/photos", "animegan-samples/photo"],
+    "iterations": 150,
+    "size": 512,
+    "train": {"epochs": 6, "steps_per_epoch": 40, "batch_size": 4, "crop_size": 160},
+}
+
+
+def add_bench_flags(parser):
+    parser.add_argument("--data-dir", help="the folder with style/, animegan-samples/ and weights/ (default: $DATA_DIR)")
+
+
+def bench(args):
+    root = Path(args.data_dir or os.environ.get("DATA_DIR") or "data")
+    needed = [BENCH["weights"], *BENCH["photo_folders"], *(path for pair in BENCH["pairs"] for path in pair)]
+    missing = [name for name in needed if not (root / name).exists()]
+    if missing:
+        raise UserError(f"the bench needs {', '.join(missing)} under {root}; set DATA_DIR or --data-dir")
+    started = time.time()
+    weights = str(root / BENCH["weights"])
+    backbone = {"backbone": "vgg16", "backbone_weights": weights}
+    rows, results = [], []
+    for painting, photo in BENCH["pairs"]:
+        config = optimize.StylizeConfig(content=str(root / photo), style=[str(root / painting)], iterations=BENCH["iterations"],
+                                        max_size=BENCH["size"], **backbone)
+        optimised = optimize.run(config)
+        trained = fast.train(argparse.Namespace(style=str(root / painting), content_dir=[str(root / f) for f in BENCH["photo_folders"]],
+                                                **BENCH["train"], **backbone))
+        outputs = fast.stylize(argparse.Namespace(model=str(trained), input=[str(root / photo)], out=None, max_size=BENCH["size"],
+                                                  batch_size=1, preserve_color=False))
+        del outputs
+        results.append((painting, photo, optimised, trained))
+    assets = HERE / "assets"
+    assets.mkdir(exist_ok=True)
+    for painting, photo, optimised, trained in results:
+        stylised = sorted(runs.RUNS_DIR.glob(f"{optimize.OUTPUTS}/*/{Path(photo).stem}.png"), key=lambda p: p.stat().st_mtime)[-1]
+        rows.append([data.load(root / photo, 320), data.load(root / painting, 320), data.load(optimised / "stylized.png", 320),
+                     data.load(stylised, 320)])
+    pictures.gallery(rows, assets / "gallery.jpg")
+    first = results[0][2]
+    (assets / "loss_curve.png").write_bytes((first / "loss_curve.png").read_bytes())
+    if (first / "progress.gif").is_file():
+        (assets / "progress.gif").write_bytes((first / "progress.gif").read_bytes())
+    table = bench_table(results, time.time() - started)
+    update_readme(HERE / "README.md", "bench", table)
+    print(table)
+
+
+def bench_table(results, seconds):
+    lines = [
+        "| painting | photo | optimisation: iterations, size | s / iteration | fast net: training | training wall time "
+        "| s per 512x512 image (after warm-up) | final style loss: optimisation / fast net |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for painting, photo, optimised, trained in results:
+        opt = runs.read_json(optimised / "summary.json")
+        net = runs.read_json(trained / "summary.json")
+        config = runs.read_json(trained / "config.json")["config"]
+        lines.append(
+            f"| {Path(painting).stem} | {Path(photo).stem} | {opt['iterations']}, {opt['size'][0]}x{opt['size'][1]} "
+            f"| {opt['seconds_per_iteration']:.2f} | {net['steps']} steps x {config['batch_size']} crops of {config['crop_size']} px "
+            f"| {net['wall_seconds'] / 60:.1f} min | {net['stylise_seconds']:.3f} "
+            f"| {opt['metrics']['style']:.3g} / {net['metrics']['style']:.3g} |"
+        )
+    lines.append("")
+    lines.append(f"Whole bench: {seconds / 60:.1f} min on {backend.name()}, {backend.describe_device()}. "
+                 "Images per second on a GPU: not measured (no GPU here).")
+    return "\n".join(lines)
+
+
+COMMANDS = {
+    "train": ("train a fast network on one painting (defaults: the README's recipe)", cli.train_flags(fast.Config), fast.train),
+    "stylize": ("repaint a photo: by optimisation (--content, --style) or with a trained network (--model, --input)",
+                add_stylize_flags, stylize),
+    "evaluate": ("content, style and smoothness losses of a trained network's outputs on photos", add_evaluate_flags, fast.evaluate),
+    "export": ("write a self-contained uint8-in, uint8-out model and check that it reloads the same", add_export_flags, fast.export),
+    "bench": ("measure both methods on the shared paintings and photos, write the README table and pictures", add_bench_flags, bench),
+}
+
+if __name__ == "__main__":
+    cli.run_commands("python -m projects.style_transfer", __doc__.splitlines()[0], COMMANDS)

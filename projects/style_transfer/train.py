@@ -1,0 +1,330 @@
+"""Training the fast style-transfer network, and using it: stylize, evaluate, export.
+
+`train` fits a transform network (`model.py`) to one painting: every step draws a batch
+of random crops of the content photos, runs them through the network, and takes an
+Adam step on the perceptual loss (`losses.py`) between the network's output and the
+crops (content) and the painting (style), with `common.backend.gradient_step`. Each
+epoch it saves a checkpoint (weights, optimiser state), a sample image and a line of
+metrics.csv; `--resume` continues from the last checkpoint with the very batches the
+run would have drawn. The final model.keras stylises any image size in one pass.
+`stylize --model` runs it over files or folders, `evaluate` scores it with the loss it
+was trained on, `export` writes a self-contained uint8-in, uint8-out model and checks
+that it reloads with the same output.
+"""
+
+import csv
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common import backend, callbacks, cli, images, runs
+from common.cli import option
+from common.errors import UserError
+from projects.style_transfer import data, losses
+from projects.style_transfer.model import build_transform_net, inference_model
+from projects.style_transfer.optimize import OUTPUTS, perceptual_loss
+
+PROJECT = "style_transfer"
+CHECKPOINT = "checkpoint.npz"
+TERMS = ("loss", "content", "style", "tv")
+TINY = {"crop_size": 32, "steps_per_epoch": 4, "photo_size": 48, "speed_size": 64}
+
+
+@dataclass
+class Config(cli.TrainConfig):
+    style: str = option(None, "the painting the network learns to paint like")
+    content_dir: list = option(None, "folder of content photos to train on; repeat for several", action="append", type=str)
+    data_dir: str = option(None, "one more folder of content photos (the shared flag; same as --content-dir)")
+    epochs: int = option(8, "epochs; each ends with a checkpoint, a sample image and a line of metrics.csv")
+    steps_per_epoch: int = option(40, "training steps per epoch, each on a fresh batch of random crops")
+    batch_size: int = option(4, "crops per training step")
+    lr: float = option(2e-3, "Adam learning rate")
+    crop_size: int = option(160, "side of the square training crops, pixels")
+    photo_size: int = option(512, "photos are first scaled so their shorter side is at most this; crops are 1x to that size")
+    style_size: int = option(320, "longer side the painting is scaled to for its Gram matrices")
+    filters: int = option(16, "channels of the network's first layer (x2 and x4 deeper); Johnson et al. used 32")
+    residual_blocks: int = option(5, "residual blocks at a quarter of the resolution")
+    content_weight: float = option(1.0, "weight of the content loss")
+    style_weight: float = option(10.0, "weight of the style loss")
+    tv_weight: float = option(1.0, "weight of the total-variation loss (smoothness)")
+    content_layers: str = option("block2_conv2", "VGG layers whose feature maps define content, comma-separated")
+    style_layers: str = option(
+        "block1_conv2,block2_conv2,block3_conv3,block4_conv3", "VGG layers whose Gram matrices define style"
+    )
+    backbone: str = option("vgg19", "VGG network that measures content and style", choices=("vgg16", "vgg19"))
+    backbone_weights: str = option("imagenet", "its weights: imagenet (downloaded by Keras), a local weights file, or random")
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("steps_per_epoch", "filters", "residual_blocks"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("crop_size", "photo_size", "style_size"):
+            if getattr(self, name) < data.MIN_SIDE:
+                raise UserError(f"--{name.replace('_', '-')} must be at least {data.MIN_SIDE}, got {getattr(self, name)}")
+        if self.mixed_precision or self.distribute:
+            raise UserError("style transfer trains on one device in float32; --mixed-precision and --distribute do not apply")
+        losses.check_settings(self)
+
+    def content_folders(self):
+        return list(self.content_dir or []) + ([self.data_dir] if self.data_dir else [])
+
+
+def load(config):
+    """(photos, painting, description) for a config; --tiny makes both up and shrinks the recipe to match."""
+    if config.tiny:
+        config.crop_size, config.photo_size = TINY["crop_size"], TINY["photo_size"]
+        config.steps_per_epoch = min(config.steps_per_epoch, TINY["steps_per_epoch"])
+        photos = data.tiny_photos(seed=config.seed)
+        painting = data.load(config.style, config.style_size) if config.style else data.tiny_painting()
+        return photos, painting, f"{len(photos)} generated photos (tiny)"
+    if not config.style:
+        raise UserError("give --style PAINTING (and --content-dir PHOTOS), or --tiny to try the pipeline")
+    folders = config.content_folders()
+    if not folders:
+        raise UserError("give --content-dir with a folder of photos to train on (repeat it for several folders)")
+    painting = data.load(config.style, config.style_size, "--style-size")
+    photos = data.content_photos(folders, config.photo_size)
+    return photos, painting, f"{len(photos)} photos from {', '.join(folders)}"
+
+
+def save_checkpoint(run_dir, net, optimizer, epoch):
+    """Weights, optimiser state and the finished epoch, in one atomically written .npz (no pickles)."""
+    arrays = {f"net_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(net.weights)}
+    arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(optimizer.variables)})
+    with runs.atomic_path(run_dir / CHECKPOINT) as temporary:
+        np.savez(temporary, epoch=epoch, **arrays)
+
+
+def load_checkpoint(run_dir, net, optimizer):
+    """Restore a checkpoint into a built network and optimiser; returns the epochs already done (0: none yet)."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return 0
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            for prefix, variables in (("net", net.weights), ("optimizer", optimizer.variables)):
+                for i, variable in enumerate(variables):
+                    variable.assign(saved[f"{prefix}_{i}"])
+            return int(saved["epoch"])
+    except (OSError, KeyError, ValueError) as error:
+        raise UserError(f"{path} is not a checkpoint of this network ({error}); start a new run") from None
+
+
+def append_metrics(run_dir, row, done_epochs=None):
+    """Add a line to metrics.csv; `done_epochs` first drops lines past the checkpoint a run resumes from."""
+    path = run_dir / "metrics.csv"
+    fields = ["epoch", *TERMS, "epoch_seconds"]
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as stream:
+            rows = [r for r in csv.DictReader(stream) if done_epochs is None or int(r["epoch"]) < done_epochs]
+    rows.append(row)
+    with runs.atomic_path(path) as temporary:
+        with open(temporary, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def seconds_per_image(net, size=512, repeats=5):
+    """Median seconds to stylise one size x size image, after two warm-up passes (tracing, compiling)."""
+    x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+    for _ in range(2):
+        net.predict_on_batch(x)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        keras.ops.convert_to_numpy(net.predict_on_batch(x))
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def train(args):
+    started = time.time()
+    config, resume_dir = cli.resolve_config(PROJECT, Config, args)
+    photos, painting, description = load(config)
+    loss = perceptual_loss(config)  # builds the VGG: bad weights stop here, before any run folder exists
+    run_dir = cli.open_run(PROJECT, config, resume_dir)
+    print(f"{description}; style {config.style or 'generated stripes'}; {config.crop_size} px crops, batch {config.batch_size}; "
+          f"backend {backend.name()}, {backend.describe_device()}")
+
+    net = build_transform_net(config.filters, config.residual_blocks)
+    optimizer = keras.optimizers.Adam(config.lr)
+    style_targets = loss.style_targets([painting])
+
+    def loss_fn(photos, style_targets):
+        stylised = net(photos, training=True)
+        content_targets = {k: keras.ops.stop_gradient(v) for k, v in loss.content_targets(photos).items()}
+        return loss(stylised, content_targets, style_targets)
+
+    step = backend.gradient_step(loss_fn, net.trainable_variables, optimizer)
+    done = load_checkpoint(run_dir, net, optimizer) if resume_dir else 0
+    if done:
+        print(f"resuming after epoch {done} of {config.epochs}")
+    crops = data.Crops(photos, config.crop_size, config.batch_size, config.seed)
+    sample = np.asarray(data.shrink(photos[0], 256), np.float32)[None]
+    throughput = callbacks.Throughput(config.steps_per_epoch * config.batch_size)
+    for epoch in range(done, config.epochs):
+        throughput.on_epoch_begin(epoch)
+        sums = defaultdict(float)
+        for index in range(config.steps_per_epoch):
+            total, terms = step(crops.batch(epoch * config.steps_per_epoch + index), style_targets)
+            if not np.isfinite(total):
+                raise UserError(f"the loss became {total} at epoch {epoch + 1}; try a lower --lr. Run kept in {run_dir}")
+            for name, value in {"loss": total, **terms}.items():
+                sums[name] += value
+        throughput.on_epoch_end(epoch)
+        means = {name: sums[name] / config.steps_per_epoch for name in TERMS}
+        save_checkpoint(run_dir, net, optimizer, epoch + 1)
+        append_metrics(run_dir, {"epoch": epoch, **means, "epoch_seconds": throughput.epoch_seconds[-1]}, done if epoch == done else None)
+        images.save_image(data.to_image(net.predict_on_batch(sample)[0]), run_dir / "samples" / f"epoch_{epoch + 1:03d}.jpg")
+        print(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{n} {means[n]:.4g}" for n in TERMS)
+              + f"; {throughput.epoch_seconds[-1]:.1f} s", flush=True)
+    runs.save_model(net, run_dir / "model.keras")
+
+    speed_size = TINY["speed_size"] if config.tiny else 512
+    speed = seconds_per_image(net, speed_size)
+    print(f"stylising one {speed_size}x{speed_size} image takes {speed:.3f} s (after warm-up)")
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the finished model replaces it
+    final = {}
+    if (run_dir / "metrics.csv").is_file():
+        with open(run_dir / "metrics.csv", newline="") as stream:
+            final = {name: float(value) for name, value in list(csv.DictReader(stream))[-1].items() if name in TERMS}
+    cli.finish_run(
+        run_dir,
+        config,
+        started,
+        throughput,
+        final,
+        steps=config.epochs * config.steps_per_epoch,
+        resumed=resume_dir is not None,
+        parameters=net.count_params(),
+        stylise_seconds=round(speed, 4),
+        stylise_size=speed_size,
+    )
+    print(f"run saved in {run_dir}")
+    return run_dir
+
+
+# --- using a trained network ------------------------------------------------------------
+
+
+def stylize(args):
+    """The `stylize --model --input` command: every image through the network, batched by size."""
+    path = runs.model_path(PROJECT, args.model)
+    net = runs.load_model(path)
+    files = images.expand_inputs(args.input)
+    max_size = getattr(args, "max_size", None) or 2048
+    out = runs.new_run_dir(OUTPUTS, getattr(args, "out", None))
+    names, failures, count, seconds = set(), 0, 0, 0.0
+    pending = defaultdict(list)  # image shape -> [(file, array)]: same-size images share a batch
+
+    def flush(shape):
+        nonlocal count, seconds
+        batch = pending.pop(shape)
+        started = time.perf_counter()
+        outputs = keras.ops.convert_to_numpy(net.predict_on_batch(np.stack([array for _, array in batch])))
+        seconds += time.perf_counter() - started
+        for (file, photo), result in zip(batch, outputs):
+            if getattr(args, "preserve_color", False):
+                result = data.keep_colours(result, photo)
+            name = unique_name(Path(file).stem, names)
+            images.save_image(data.to_image(result), out / f"{name}.png")
+            print(f"{file}\t{out / f'{name}.png'}")
+            count += 1
+
+    for file in files:
+        try:
+            array = data.load(file, max_size)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        pending[array.shape].append((file, array))
+        if len(pending[array.shape]) >= args.batch_size:
+            flush(array.shape)
+    for shape in list(pending):
+        flush(shape)
+    if not count:
+        out.rmdir()  # created for this call and still empty; each failure has had its error line
+        return 1
+    print(f"stylised {count} images in {seconds:.1f} s of network time; results in {out}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def unique_name(stem, taken):
+    name, number = stem, 2
+    while name in taken:
+        name, number = f"{stem}_{number}", number + 1
+    taken.add(name)
+    return name
+
+
+def evaluate(args):
+    """Perceptual losses of a trained network's outputs on photos, beside the photos' own (the starting point)."""
+    path = runs.model_path(PROJECT, args.model)
+    saved = runs.run_config(path)
+    overrides = {k: v for k, v in (("style", args.style), ("backbone_weights", args.backbone_weights)) if v}
+    if not saved and "style" not in overrides:
+        raise UserError(f"{path} has no run config beside it; give --style (and --backbone, --backbone-weights)")
+    known = {k: v for k, v in saved.items() if k in Config.__dataclass_fields__ and k not in ("out", "tiny", "data_dir")}
+    config = Config(**{**known, "content_dir": None, **overrides, **({"backbone": args.backbone} if args.backbone else {})})
+    net = runs.load_model(path)
+    loss = perceptual_loss(config)
+    painting = data.load(config.style, config.style_size, "--style-size") if config.style else data.tiny_painting()
+    style_targets = loss.style_targets([painting])
+    files = images.expand_inputs(args.input)
+    rows, failures = [], 0
+    for file in files:
+        try:
+            photo = data.load(file, args.max_size or 512)[None]
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        content_targets = loss.content_targets(photo)
+        stylised = keras.ops.cast(net.predict_on_batch(photo), "float32")
+        row = {"file": str(file)}
+        for label, image in (("photo", photo), ("stylised", stylised)):
+            total, terms = loss(keras.ops.convert_to_tensor(image, "float32"), content_targets, style_targets)
+            row.update({f"{label}_{name}": float(value) for name, value in {"loss": total, **terms}.items()})
+        rows.append(row)
+    if not rows:
+        raise UserError("none of the inputs could be read")
+    mean = {key: float(np.mean([row[key] for row in rows])) for key in rows[0] if key != "file"}
+    print(f"{len(rows)} photos, style {config.style}; mean over photos (weights: {loss.weights}):")
+    print(f"{'':10s}" + "".join(f"{name:>12s}" for name in TERMS))
+    for label in ("photo", "stylised"):
+        print(f"{label:10s}" + "".join(f"{mean[f'{label}_{name}']:12.4g}" for name in TERMS))
+    result = runs.write_json(path.parent / "evaluation.json", {"model": str(path), "style": config.style, "mean": mean, "photos": rows})
+    print(f"saved {result}")
+    return 1 if failures else 0
+
+
+def export(args):
+    """Write the uint8-in, uint8-out model and check that, reloaded, it paints what the trained one does."""
+    path = runs.model_path(PROJECT, args.model)
+    net = runs.load_model(path)
+    out = Path(args.out) if args.out else path.parent / "stylizer.keras"
+    if out.suffix != ".keras":
+        raise UserError(f"--out must name a .keras file, got {out}")
+    if out.resolve() == path.resolve():
+        raise UserError(f"--out {out} is the model being exported; choose another file")
+    exported = net if net.output.dtype == "uint8" else inference_model(net)
+    runs.save_model(exported, out)
+
+    # An odd size on purpose: the file alone must handle any image, exactly as the trained network does.
+    x = np.random.default_rng(0).uniform(0, 255, (2, 67, 93, 3)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(exported.predict_on_batch(x)).astype(np.int16)
+    got = keras.ops.convert_to_numpy(runs.load_model(out).predict_on_batch(x)).astype(np.int16)
+    if got.shape != expected.shape or np.abs(got - expected).max() > 1:
+        raise UserError(f"{out} does not paint like {path} after reloading; the export is not to be trusted")
+    same = float(np.mean(got == expected))
+    print(f"exported {out}; reloaded, it paints two 93x67 test images as {path.name} does ({same:.2%} of values identical, none off by more than 1)")
+    return out

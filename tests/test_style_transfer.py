@@ -1,0 +1,249 @@
+"""Neural style transfer end to end on tiny images and a VGG with random weights, as a user runs it."""
+
+import argparse
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from common import runs, vgg
+from common.errors import UserError
+from conftest import assert_one_line_error
+from projects.style_transfer import data, losses, optimize
+from projects.style_transfer import train as fast
+from projects.style_transfer.model import build_transform_net
+
+# A random VGG16 cut after block 2 keeps every test cheap; the code paths are those of the real recipe.
+VGG = ["--backbone", "vgg16", "--backbone-weights", "random", "--content-layers", "block2_conv2",
+       "--style-layers", "block1_conv2,block2_conv2"]
+NET = ["--filters", "4", "--residual-blocks", "1"]
+
+
+def settings(**overrides):
+    return {"backbone": "vgg16", "backbone_weights": "random", "content_layers": "block2_conv2",
+            "style_layers": "block1_conv2,block2_conv2", **overrides}
+
+
+def photo_file(path, size=(40, 28), mode="RGB", **save):
+    """A smooth photo-like picture saved in the mode asked for."""
+    picture = data.tiny_photos(1, max(48, *size), seed=len(str(path)))[0].resize(size)
+    picture.convert(mode).save(path, **save)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny fast-network run, shared by the tests that need a trained model."""
+    from conftest import run_cli
+
+    run_dir = tmp_path_factory.mktemp("style") / "run"
+    result = run_cli("projects.style_transfer", "train", "--tiny", *VGG, *NET, "--epochs", "3", "--out", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+# --- the losses against hand-computed values ----------------------------------------------
+
+
+def test_gram_matrix_and_losses_match_hand_computed_values():
+    # Two positions (a 1x2 image), two channels: F = [[1, 2], [3, 4]] (rows are positions).
+    features = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+    gram = keras.ops.convert_to_numpy(vgg.gram_matrix(features))[0]
+    # F^T F / positions = [[1 + 9, 2 + 12], [2 + 12, 4 + 16]] / 2
+    np.testing.assert_allclose(gram, [[5.0, 7.0], [7.0, 10.0]])
+
+    target = np.array([[[[1.0, 1.0], [1.0, 1.0]]]], np.float32)
+    # (0 + 1 + 4 + 9) / (1 + 1 + 1 + 1)
+    assert float(losses.content_loss(features, target)) == pytest.approx(14 / 4)
+
+    target_gram = np.array([[4.0, 7.0], [7.0, 12.0]], np.float32)
+    # ((5 - 4)^2 + 0 + 0 + (10 - 12)^2) / (16 + 49 + 49 + 144)
+    assert float(losses.style_loss(features, target_gram)) == pytest.approx(5 / 258)
+
+    # 2x2 grey image: down differences |30 - 0|, |90 - 60| -> mean 30; across |60 - 0|, |90 - 30| -> mean 60
+    image = np.repeat(np.array([[0.0, 60.0], [30.0, 90.0]], np.float32)[None, :, :, None], 3, axis=-1)
+    assert float(losses.smoothness_loss(image)) == pytest.approx(90 / 255)
+
+
+def test_perceptual_loss_weights_its_terms_and_blends_styles():
+    loss = losses.PerceptualLoss("vgg16", "random", "block2_conv2", "block1_conv2,block2_conv2", 2.0, 3.0, 5.0)
+    rng = np.random.default_rng(0)
+    photo, painting = (rng.uniform(0, 255, (1, 24, 24, 3)).astype(np.float32) for _ in range(2))
+    total, terms = loss(photo, loss.content_targets(photo), loss.style_targets([painting[0]]))
+    assert float(terms["content"]) == pytest.approx(0.0, abs=1e-6)  # the photo has its own content
+    assert float(total) == pytest.approx(3 * float(terms["style"]) + 5 * float(terms["tv"]), rel=1e-5)
+    # Blending a painting with itself changes nothing; half of it with another is the mean of the Gram matrices.
+    same = loss.style_targets([painting[0], painting[0]], [0.3, 0.7])
+    single = loss.style_targets([painting[0]])
+    half = loss.style_targets([painting[0], photo[0]], [0.5, 0.5])
+    other = loss.style_targets([photo[0]])
+    for name in loss.style_layers:
+        np.testing.assert_allclose(same[name], single[name], rtol=1e-5)
+        np.testing.assert_allclose(half[name], (single[name] + other[name]) / 2, rtol=1e-5)
+    with pytest.raises(UserError, match="vgg16 has no layer block5_conv4"):
+        losses.PerceptualLoss("vgg16", "random", "block5_conv4", "block1_conv1", 1, 1, 1)
+
+
+def test_optimisation_lowers_the_loss():
+    photo = np.asarray(data.tiny_photos(1, 32)[0].resize((32, 20)), np.float32)
+    config = optimize.StylizeConfig(**settings())
+    result, history = optimize.optimise(photo, [data.tiny_painting(32)], [1.0], optimize.perceptual_loss(config),
+                                        iterations=15, lr=8.0, save_every=5)
+    first, last = history.losses[0]["loss"], history.losses[-1]["loss"]
+    assert last < 0.8 * first, (first, last)
+    assert result.shape == photo.shape and 0 <= result.min() and result.max() <= 255
+    assert [iteration for iteration, _ in history.snapshots] == [0, 5, 10, 15]
+
+
+# --- the commands -------------------------------------------------------------------------
+
+
+def test_stylize_by_optimisation_keeps_orientation_and_aspect(cli, tmp_path):
+    # Stored 64x40 with an EXIF tag saying "rotate 90°": upright, it is 40 wide and 64 high.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    content = photo_file(tmp_path / "photo.jpg", (64, 40), exif=exif)
+    styles = [photo_file(tmp_path / "a.png", (30, 30)), tmp_path / "b.png"]
+    data.to_image(data.tiny_painting(30)).save(styles[1])
+    out = tmp_path / "out"
+    result = cli("projects.style_transfer", "stylize", "--content", content, "--style", styles[0], "--style", styles[1],
+                 "--style-weights", "1,3", "--max-size", "32", "--iterations", "4", "--save-every", "2",
+                 "--preserve-color", "--out", out, *VGG)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "note:" in result.stderr and "40x64" in result.stderr and "20x32" in result.stderr
+    assert Image.open(out / "stylized.png").size == (20, 32)
+    for name in ("config.json", "summary.json", "losses.csv", "loss_curve.png", "progress.gif", "progress/iteration_00004.jpg"):
+        assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["size"] == [20, 32] and summary["iterations"] == 4 and summary["seconds_per_iteration"] > 0
+    assert len(pd.read_csv(out / "losses.csv")) == 4
+
+
+def test_fast_network_trains_and_paints_any_size(trained, cli, tmp_path):
+    for name in ("config.json", "metrics.csv", "model.keras", "summary.json", "samples/epoch_003.jpg"):
+        assert (trained / name).exists(), name
+    assert not (trained / fast.CHECKPOINT).exists()  # the finished model replaces it
+    metrics = pd.read_csv(trained / "metrics.csv")
+    assert list(metrics["epoch"]) == [0, 1, 2]
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["stylise_seconds"] > 0 and summary["steps"] == 3 * fast.TINY["steps_per_epoch"]
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sizes = {"wide.png": (45, 23), "tall.jpg": (19, 37), "tall2.jpg": (19, 37)}
+    for name, size in sizes.items():
+        photo_file(folder / name, size)
+    (folder / "notes.png").write_text("not a picture")
+    out = tmp_path / "out"
+    result = cli("projects.style_transfer", "stylize", "--model", trained, "--input", folder, "--out", out, "--batch-size", "2")
+    assert result.returncode == 1  # one file could not be read; the others were
+    assert_one_line_error(result, "notes.png", "not a readable image")
+    for name, size in sizes.items():
+        assert Image.open(out / f"{name.rsplit('.', 1)[0]}.png").size == size
+
+
+def test_export_reloads_with_the_same_output(trained, tmp_path):
+    exported = fast.export(argparse.Namespace(model=str(trained), out=str(tmp_path / "stylizer.keras")))
+    net, reloaded = runs.load_model(trained / "model.keras"), runs.load_model(exported)
+    x = np.random.default_rng(2).uniform(0, 255, (1, 29, 51, 3)).astype(np.float32)
+    expected = np.clip(np.rint(keras.ops.convert_to_numpy(net.predict_on_batch(x))), 0, 255)
+    got = keras.ops.convert_to_numpy(reloaded.predict_on_batch(x))
+    assert got.dtype == np.uint8 and got.shape == x.shape
+    assert np.abs(got.astype(np.int16) - expected).max() <= 1
+
+
+def test_evaluate_scores_outputs_against_the_trained_style(trained, tmp_path, capsys):
+    photo = photo_file(tmp_path / "p.png", (32, 24))
+    args = argparse.Namespace(model=str(trained), input=[str(photo)], max_size=None, style=None, backbone=None,
+                              backbone_weights=None)
+    assert fast.evaluate(args) == 0
+    evaluation = json.loads((trained / "evaluation.json").read_text())
+    assert evaluation["mean"]["photo_content"] == pytest.approx(0.0, abs=1e-6)
+    assert evaluation["mean"]["stylised_content"] > 0
+    assert "stylised" in capsys.readouterr().out
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    base = dict(tiny=True, epochs=2, out=str(run_dir), filters=4, residual_blocks=1, **settings())
+    original = data.Crops.batch
+
+    def interrupted(self, step):
+        if step == fast.TINY["steps_per_epoch"]:  # the first step of the second epoch
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(data.Crops, "batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fast.train(argparse.Namespace(**base))
+    assert (run_dir / fast.CHECKPOINT).exists() and not (run_dir / "summary.json").exists()
+    monkeypatch.setattr(data.Crops, "batch", original)
+    fast.train(argparse.Namespace(resume=str(run_dir)))
+    assert list(pd.read_csv(run_dir / "metrics.csv")["epoch"]) == [0, 1]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed"] is True and summary["steps"] == 2 * fast.TINY["steps_per_epoch"]
+
+
+def test_network_output_has_the_input_size():
+    net = build_transform_net(filters=4, residual_blocks=1)
+    for shape in [(1, 16, 16, 3), (2, 17, 33, 3), (1, 30, 21, 3)]:
+        out = keras.ops.convert_to_numpy(net.predict_on_batch(np.full(shape, 128, np.float32)))
+        assert out.shape == shape and 0 <= out.min() and out.max() <= 255
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "RGBA", "P", "L", "I;16"])
+def test_odd_image_modes_load_as_rgb(tmp_path, mode):
+    if mode == "I;16":
+        path = tmp_path / "deep.png"
+        Image.fromarray(np.linspace(0, 65535, 24 * 20).reshape(20, 24).astype(np.uint16)).save(path)
+    else:
+        path = photo_file(tmp_path / f"photo.{'jpg' if mode == 'CMYK' else 'png'}", (24, 20), mode)
+    array = data.load(path, 512)
+    assert array.shape == (20, 24, 3) and array.dtype == np.float32 and 0 <= array.min() and array.max() <= 255
+    if mode == "I;16":
+        assert array.max() > 200  # 16-bit values scaled to 8 bits, not clipped to black or white
+
+
+def test_a_huge_photo_is_scaled_down_with_a_note(tmp_path, capsys):
+    path = tmp_path / "panorama.jpg"
+    Image.new("RGB", (10000, 2000), (90, 140, 200)).save(path, quality=50)
+    array = data.load(path, 512)
+    assert array.shape == (102, 512, 3)
+    assert "panorama.jpg is 10000x2000 pixels; working at 512x102" in capsys.readouterr().err
+
+
+def test_bad_inputs_are_clear_messages(tmp_path):
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(UserError, match="not a readable image"):
+        data.load(tmp_path / "notes.png", 512)
+    with pytest.raises(UserError, match="no such file"):
+        data.load(tmp_path / "missing.png", 512)
+    with pytest.raises(UserError, match="too small"):
+        data.load(photo_file(tmp_path / "dot.png", (8, 8)), 512)
+    with pytest.raises(UserError, match="--backbone-weights .*nowhere.h5: no such file"):
+        fast.Config(tiny=True, backbone_weights=str(tmp_path / "nowhere.h5"))
+    with pytest.raises(UserError, match="--style-weights gives 1 weights for 2"):
+        optimize.StylizeConfig(content="a", style=["b", "c"], style_weights="1", **settings()).blend()
+    with pytest.raises(UserError, match="give --style"):
+        fast.load(fast.Config(content_dir=[str(tmp_path)], **settings()))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        fast.load(fast.Config(style=str(photo_file(tmp_path / "s.png")), content_dir=[str(tmp_path / "empty")], **settings()))
+
+
+def test_commands_fail_in_one_line(cli, tmp_path):
+    photo = photo_file(tmp_path / "p.png")
+    result = cli("projects.style_transfer", "stylize", "--content", photo, "--style", photo,
+                 "--backbone-weights", tmp_path / "nowhere.h5", "--out", tmp_path / "out")
+    assert_one_line_error(result, "nowhere.h5: no such file")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "notes.png").write_text("not a picture")
+    result = cli("projects.style_transfer", "stylize", "--content", tmp_path / "notes.png", "--style", photo, *VGG)
+    assert_one_line_error(result, "notes.png", "not a readable image")
