@@ -1,0 +1,200 @@
+"""Training and generation for the DCGAN.
+
+`train` runs the adversarial loop epoch by epoch over shuffled real images, writes
+`metrics.csv`, a grid of samples from one fixed noise batch after every epoch (so the
+grids show one set of faces or digits taking shape), a checkpoint for `--resume`, and
+at the end the sampling generator (`generator.keras`), a progress GIF and the run's
+summary. `generate` draws any number of images from a trained generator, as PNG files
+or one uint8 array.
+"""
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from common import backend, callbacks, cli, images, runs
+from common.cli import option
+from common.errors import UserError
+from projects.dcgan import data
+from projects.dcgan.gan import GAN
+from projects.dcgan.model import layout
+
+PROJECT = "dcgan"
+FIXED_NOISE_STREAM = 7919  # seeds the noise of the per-epoch sample grids, apart from training's
+
+
+@dataclass
+class Config(cli.TrainConfig):
+    dataset: str = option(None, "train on a registered dataset (default: mnist, or the images in --data-dir when given)", choices=data.REGISTERED)
+    data_dir: str = option(None, "a folder of your own images to learn (with --dataset: the folder holding that dataset's files)")
+    image_size: int = option(None, "side of the square images, a multiple of 4 (default: 28 for the registered sets, 64 for a folder, 16 with --tiny)", type=int)
+    mode: str = option(None, "grey or rgb images (default: grey for the registered sets, rgb for a folder)", choices=("grey", "rgb"))
+    epochs: int = option(8, "passes over the training images")
+    batch_size: int = option(64, "real images (and as many generated ones) per step")
+    lr: float = option(2e-4, "Adam learning rate of both networks")
+    beta1: float = option(0.5, "Adam's beta_1 (0.5 steadies adversarial training)")
+    width: int = option(64, "channels of the generator's last hidden layer; they double towards its input")
+    discriminator_width: int = option(0, "channels of the discriminator's first layer (0: the same as --width)")
+    latent_dim: int = option(100, "length of the noise vector")
+    ema: float = option(0.999, "decay of the generator weight average that makes the samples (0: no average)")
+    samples: int = option(64, "images in each epoch's sample grid")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.distribute:
+            raise UserError("--distribute is not supported by the DCGAN's custom training loop; train on one device")
+        dataset = data.resolve_dataset(self)
+        if dataset == "mnist":
+            self.dataset = "mnist"  # recorded, so that evaluate knows which classifier reads its images
+        if self.image_size is None:
+            self.image_size = {"tiny": 16, "folder": 64}.get(dataset, 28)
+        self.mode = self.mode or data.default_mode(dataset)
+        layout(self.image_size)
+        for name in ("width", "latent_dim", "samples"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.discriminator_width < 0:
+            raise UserError(f"--discriminator-width must not be negative, got {self.discriminator_width}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"--ema must be in [0, 1), got {self.ema}")
+        if not 0 <= self.beta1 < 1:
+            raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}")
+
+
+def sample_grid(gan, noise, path):
+    """The fixed noise batch through the sampling generator, as one picture."""
+    generated = data.to_uint8(gan.sample(noise))
+    columns = math.ceil(math.sqrt(len(generated)))
+    scale = max(1, 128 // (generated.shape[1] * columns // 8))  # small images are shown larger
+    return images.save_image(images.grid(generated, columns=columns, scale=min(scale, 3)), path)
+
+
+def progress_gif(frames, path):
+    """The epoch grids as an animation; the last one lingers."""
+    pictures = [Image.open(frame).convert("RGB") for frame in frames]
+    durations = [400] * (len(pictures) - 1) + [2000]
+    with runs.atomic_path(path) as temporary:
+        pictures[0].save(temporary, save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    return path
+
+
+def read_metrics(path, finished_epochs):
+    """Rows of an earlier part of a resumed run, up to its last checkpoint."""
+    if not path.is_file() or finished_epochs == 0:
+        return []
+    rows = pd.read_csv(path)
+    return rows[rows["epoch"] < finished_epochs].to_dict("records")
+
+
+def write_metrics(path, rows):
+    with runs.atomic_path(path) as temporary:
+        pd.DataFrame(rows).to_csv(temporary, index=False)
+
+
+def train(args):
+    started = time.time()
+    config, resume_dir = cli.resolve_config(PROJECT, Config, args)
+    x, description = data.load(config)
+    if len(x) < config.batch_size:
+        raise UserError(f"only {len(x)} training images, fewer than --batch-size {config.batch_size}; lower --batch-size")
+    run_dir = cli.open_run(PROJECT, config, resume_dir)
+    print(f"{description}; backend {backend.name()}, {backend.describe_device()}")
+
+    gan = GAN(config, channels=x.shape[-1])
+    checkpoint = run_dir / "checkpoint.npz"
+    first_epoch = gan.restore(checkpoint) if checkpoint.is_file() else 0
+    if first_epoch:
+        print(f"continuing after epoch {first_epoch} of {config.epochs}")
+    fixed_noise = gan.noise(np.random.default_rng([config.seed, FIXED_NOISE_STREAM]), config.samples)
+    steps = len(x) // config.batch_size  # whole batches only: one compiled shape, steady batch norm
+    throughput = callbacks.Throughput(steps * config.batch_size)
+    rows = read_metrics(run_dir / "metrics.csv", first_epoch)
+    interactive = sys.stdout.isatty()
+
+    for epoch in range(first_epoch, config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])  # order and noise of this epoch, the same when resumed
+        order = rng.permutation(len(x))
+        bar = keras.utils.Progbar(steps, verbose=1 if interactive else 0, stateful_metrics=["real_score", "fake_score"])
+        print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
+        throughput.on_epoch_begin(epoch)
+        totals = {}
+        for step in range(steps):
+            batch = data.to_unit_range(x[order[step * config.batch_size : (step + 1) * config.batch_size]])
+            metrics = gan.train_step(batch, rng)
+            if not all(map(math.isfinite, metrics.values())):
+                raise UserError(f"training diverged (a loss became NaN) in epoch {epoch + 1}; try a lower --lr. Run kept in {run_dir}")
+            totals = {key: totals.get(key, 0.0) + value for key, value in metrics.items()}
+            bar.update(step + 1, values=list(metrics.items()))
+        throughput.on_epoch_end(epoch)
+        row = {"epoch": epoch, **{key: value / steps for key, value in totals.items()},
+               "seconds": throughput.epoch_seconds[-1], "images_per_second": steps * config.batch_size / throughput.epoch_seconds[-1]}
+        rows.append(row)
+        write_metrics(run_dir / "metrics.csv", rows)
+        sample_grid(gan, fixed_noise, run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+        gan.save(checkpoint, epoch + 1)
+        print("  " + ", ".join(f"{key} {value:.4g}" for key, value in row.items() if key != "epoch"), flush=True)
+
+    runs.save_model(gan.sampler, run_dir / "generator.keras")
+    runs.save_model(gan.discriminator, run_dir / "discriminator.keras")
+    frames = sorted((run_dir / "samples").glob("epoch_*.png"))
+    progress_gif(frames, run_dir / "samples" / "progress.gif")
+    final = sample_grid(gan, fixed_noise, run_dir / "samples" / "final.png")
+    last = rows[-1]
+    summary = cli.finish_run(
+        run_dir,
+        config,
+        started,
+        throughput,
+        {key: last[key] for key in ("d_loss", "g_loss", "real_score", "fake_score")},
+        train_images_per_second=round(throughput.samples_per_second, 1),
+        training_images=config.epochs * steps * config.batch_size,
+        resumed=resume_dir is not None,
+        generator_parameters=gan.generator.count_params(),
+        discriminator_parameters=gan.discriminator.count_params(),
+    )
+    checkpoint.unlink(missing_ok=True)  # the run is finished: generator.keras is what it made
+    print(f"samples in {final} and {run_dir / 'samples' / 'progress.gif'}; summary {summary}")
+    print(f"run saved in {run_dir}")
+    return run_dir
+
+
+def load_generator(model):
+    path = runs.model_path(PROJECT, model, "generator.keras")
+    generator = runs.load_model(path)
+    if len(generator.input_shape) != 2 or len(generator.output_shape) != 4:
+        raise UserError(f"{path} is not a generator (it maps {generator.input_shape} to {generator.output_shape})")
+    return generator, path
+
+
+def draw(generator, count, seed, batch_size=256):
+    """`count` uint8 images (N, H, W, C) from noise seeded by `seed`."""
+    noise = np.random.default_rng(seed).standard_normal((count, generator.input_shape[-1])).astype(np.float32)
+    return data.to_uint8(generator.predict(noise, batch_size=batch_size, verbose=0))
+
+
+def generate(args):
+    if args.n < 1:
+        raise UserError(f"--n must be at least 1, got {args.n}")
+    out = Path(args.out)
+    if out.suffix == ".npz" and out.exists():
+        raise UserError(f"{out} already exists; choose another --out")
+    if out.suffix != ".npz" and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists and is not an empty folder; choose another --out")
+    generator, path = load_generator(args.model)
+    generated = draw(generator, args.n, args.seed)
+    if out.suffix == ".npz":
+        with runs.atomic_path(out) as temporary:
+            np.savez_compressed(temporary, images=generated)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        digits = len(str(args.n - 1))
+        for index, image in enumerate(generated):
+            images.save_image(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), out / f"{index:0{digits}d}.png")
+    print(f"{args.n} images of {'x'.join(map(str, generated.shape[1:]))} from {path} written to {out}")

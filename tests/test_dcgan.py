@@ -1,0 +1,194 @@
+"""The DCGAN end to end on tiny generated shapes, as a user runs it."""
+
+import argparse
+import json
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from common import runs
+from common.errors import UserError
+from conftest import assert_one_line_error, run_cli
+from projects.dcgan import data
+from projects.dcgan import train as dcgan
+from projects.dcgan.evaluate import frechet_distance
+from projects.dcgan.model import layout
+from test_datasets import fake_mnist
+
+# 28 px grey, like MNIST, so that the classifier-based evaluation can read the samples.
+TINY = ["--tiny", "--image-size", "28", "--mode", "grey", "--width", "8", "--batch-size", "32", "--epochs", "3"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run shared by the tests that need a trained generator."""
+    run_dir = tmp_path_factory.mktemp("dcgan") / "run"
+    result = run_cli("projects.dcgan", "train", *TINY, "--out", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_train_writes_a_complete_run_and_both_losses_move(trained):
+    run_dir = trained
+    for name in ("config.json", "metrics.csv", "generator.keras", "discriminator.keras", "summary.json",
+                 "samples/epoch_003.png", "samples/final.png", "samples/progress.gif"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "checkpoint.npz").exists()  # removed once the run finished
+    with Image.open(run_dir / "samples" / "progress.gif") as gif:
+        assert gif.n_frames == 3
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
+    assert summary["train_images_per_second"] > 0 and summary["training_images"] == 3 * 8 * 32
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert list(metrics["epoch"]) == [0, 1, 2]
+    assert metrics["d_loss"].iloc[-1] < metrics["d_loss"].iloc[0] - 0.02  # the discriminator learns to tell
+    assert abs(metrics["g_loss"].iloc[-1] - metrics["g_loss"].iloc[0]) > 0.005  # and the generator answers
+    assert metrics["real_score"].iloc[-1] > metrics["fake_score"].iloc[-1]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    flags = dict(tiny=True, image_size=28, mode="grey", width=8, batch_size=32, epochs=3, out=str(run_dir))
+    real_step, calls = dcgan.GAN.train_step, []
+
+    def interrupted_step(self, real, rng):
+        calls.append(1)
+        if len(calls) == 8 * 2 + 3:  # in the third epoch
+            raise KeyboardInterrupt
+        return real_step(self, real, rng)
+
+    monkeypatch.setattr(dcgan.GAN, "train_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        dcgan.train(argparse.Namespace(**flags))
+    monkeypatch.setattr(dcgan.GAN, "train_step", real_step)
+    assert (run_dir / "checkpoint.npz").exists() and not (run_dir / "summary.json").exists()
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
+
+    dcgan.train(argparse.Namespace(resume=str(run_dir)))
+    resumed = pd.read_csv(run_dir / "metrics.csv")
+    assert list(resumed["epoch"]) == [0, 1, 2]
+    assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
+    # Same seed, same settings: the interrupted run ends where the uninterrupted one did.
+    straight = pd.read_csv(trained / "metrics.csv")
+    for column in ("d_loss", "g_loss"):
+        assert resumed[column].to_numpy() == pytest.approx(straight[column].to_numpy(), rel=1e-3, abs=1e-3)
+    with pytest.raises(UserError, match="already finished"):
+        dcgan.train(argparse.Namespace(resume=str(run_dir)))
+
+
+def test_generate_writes_pngs_or_one_array(trained, tmp_path):
+    result = run_cli("projects.dcgan", "generate", "--model", trained, "--n", "5", "--out", tmp_path / "pngs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = sorted((tmp_path / "pngs").iterdir())
+    assert [f.name for f in files] == [f"{i}.png" for i in range(5)]
+    with Image.open(files[0]) as image:
+        assert image.size == (28, 28) and image.mode == "L"
+
+    result = run_cli("projects.dcgan", "generate", "--model", trained, "--n", "7", "--out", tmp_path / "many.npz", "--seed", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(tmp_path / "many.npz") as saved:
+        generated = saved["images"]
+    assert generated.shape == (7, 28, 28, 1) and generated.dtype == np.uint8 and generated.std() > 0
+    again = run_cli("projects.dcgan", "generate", "--model", trained, "--n", "7", "--out", tmp_path / "many.npz")
+    assert_one_line_error(again, "already exists")
+
+    generator = runs.load_model(trained / "generator.keras")
+    raw = keras.ops.convert_to_numpy(generator(np.random.default_rng(0).standard_normal((16, 100)).astype("float32")))
+    assert raw.shape == (16, 28, 28, 1) and -1 <= raw.min() < raw.max() <= 1
+    assert np.array_equal(dcgan.draw(generator, 7, 3), generated)  # the seed fixes the images
+
+
+def test_evaluate_scores_generated_digits_with_a_classifier(trained, tmp_path):
+    fake_mnist(tmp_path / "mnist", train=60, test=40)
+    classifier = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+         keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10), keras.layers.Activation("softmax")]
+    )
+    runs.save_model(classifier, tmp_path / "classifier.keras")
+    result = run_cli("projects.dcgan", "evaluate", "--model", trained, "--classifier", tmp_path / "classifier.keras",
+                     "--data-dir", tmp_path, "--n", "100")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((trained / "evaluation.json").read_text())
+    assert evaluation["images"] == 100 and evaluation["dataset"] == "mnist"
+    assert sum(evaluation["class_shares"]) == pytest.approx(1.0) and len(evaluation["class_shares"]) == 10
+    assert 0 <= evaluation["confident_share"] <= 1
+    assert evaluation["frechet_generated_test"] > 0 and evaluation["frechet_train_test"] >= 0
+    assert (trained / "samples" / "evaluation.png").exists()
+
+
+def test_frechet_distance():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, a + [2.0, 0.0, 0.0]) == pytest.approx(4.0, abs=1e-6)  # only the means differ
+    assert frechet_distance(a, 3 * a) == pytest.approx(3 * (3 - 1) ** 2, rel=0.05)  # sum over dims of (s1 - s2)^2
+
+
+def test_sizes_follow_the_resolution():
+    assert [layout(size) for size in (16, 28, 32, 64, 96)] == [(2, 4), (2, 7), (3, 4), (4, 4), (4, 6)]
+    for bad in (30, 12, 512):
+        with pytest.raises(UserError, match="--image-size"):
+            layout(bad)
+    config = dcgan.Config(data_dir="faces")
+    assert (config.dataset, config.image_size, config.mode) == (None, 64, "rgb")
+    config = dcgan.Config()
+    assert (config.dataset, config.image_size, config.mode) == ("mnist", 28, "grey")
+    with pytest.raises(UserError, match="--ema"):
+        dcgan.Config(ema=1.0)
+
+
+def mixed_folder(folder):
+    """Images as users have them: sizes and modes of every kind, and two files that are no images."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pixels = lambda h, w, c: rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+    Image.fromarray(pixels(40, 30, 3)).save(folder / "wide.jpg")
+    Image.fromarray(pixels(20, 20, 1)[..., 0], "L").save(folder / "grey.png")
+    Image.fromarray(pixels(32, 48, 4), "RGBA").save(folder / "alpha.png")
+    Image.fromarray(pixels(24, 24, 3)).convert("P").save(folder / "palette.gif")
+    Image.fromarray(pixels(16, 16, 3)).convert("CMYK").save(folder / "print.jpg")
+    Image.fromarray(pixels(18, 18, 3)).save(folder / "small.bmp")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "notes.jpg").write_text("not a picture")
+    return 6
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_folder_of_mixed_images_trains_and_skips_bad_files(tmp_path, capsys):
+    good = mixed_folder(tmp_path / "mine")
+    with pytest.warns(UserWarning, match="skipped 2 of 8 files"):
+        x, skipped = data.read_folder(tmp_path / "mine", 16, "RGB")
+    assert x.shape == (good, 16, 16, 3) and x.dtype == np.uint8 and skipped == 2
+    grey, _ = data.read_folder(tmp_path / "mine", 20, "L")
+    assert grey.shape == (good, 20, 20, 1)
+
+    run_dir = dcgan.train(argparse.Namespace(data_dir=str(tmp_path / "mine"), image_size=16, width=4, batch_size=3,
+                                             epochs=1, samples=4, out=str(tmp_path / "run")))
+    assert "6 images as 16x16 rgb (2 skipped)" in capsys.readouterr().out
+    generator = runs.load_model(run_dir / "generator.keras")
+    assert generator.output_shape == (None, 16, 16, 3)
+
+
+def test_folders_without_images_are_one_line_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("projects.dcgan", "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
+    assert_one_line_error(result, "holds no images")
+    assert not (tmp_path / "run").exists()  # no run folder for a run that never started
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_text("not a picture")
+    (bad / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    with pytest.raises(UserError, match="none of the 2 files is a readable image"):
+        dcgan.train(argparse.Namespace(data_dir=str(bad), out=str(tmp_path / "run")))
+    fake_mnist(tmp_path / "registry" / "mnist")
+    with pytest.raises(UserError, match="pass --dataset mnist"):
+        dcgan.train(argparse.Namespace(data_dir=str(tmp_path / "registry"), out=str(tmp_path / "run")))
+    with pytest.raises(UserError, match="fewer than --batch-size"):
+        dcgan.train(argparse.Namespace(dataset="mnist", data_dir=str(tmp_path / "registry"), out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
