@@ -1,0 +1,9 @@
+"""placeholder"""
+
+
+def add_flags(parser):
+    pass
+
+
+def bench(args):
+    raise NotImplementedError

@@ -1,0 +1,126 @@
+"""The AnimeGAN training steps and their checkpoint.
+
+Two phases, as in AnimeGANv2. Initialisation: the generator alone learns to give back
+its input, measured only by the VGG content loss, so the adversarial phase starts
+from a network that already draws the photo instead of noise. Adversarial phase:
+each step first updates the discriminator (anime is 1; generated pictures, grey
+anime and grey edge-smoothed anime are 0), then the generator (fool the
+discriminator, keep the photo's content and colours, take the anime pictures'
+Gram style, stay smooth). Each update is a `common.backend.gradient_step`, so the
+same code trains on TensorFlow and on JAX. Adam with beta1 0.5, one optimiser per
+update kind. The spectral normalisation's power-iteration vectors are state the
+steps carry forward. The whole training state (both networks and all three
+optimisers) goes into one checkpoint file, written atomically.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from common import backend, runs, vgg
+from common.errors import UserError
+from projects.animegan import model
+
+
+class AnimeGAN:
+    """Generator, discriminator, perceptual network, optimisers and the three compiled steps."""
+
+    def __init__(self, config):
+        self.config = config
+        self.generator = model.build_generator()
+        self.discriminator = model.build_discriminator()
+        self.perceptual = model.Perceptual(config.backbone, config.backbone_weights)
+        adam = lambda lr: keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999)
+        self.optimizers = {"init": adam(config.init_lr), "generator": adam(config.lr), "discriminator": adam(config.d_lr)}
+        spectral_state = self.discriminator.non_trainable_variables  # power-iteration vectors
+        self.init_step = backend.gradient_step(
+            self.init_loss, self.generator.trainable_variables, self.optimizers["init"]
+        )
+        self.generator_step = backend.gradient_step(
+            self.generator_loss, self.generator.trainable_variables, self.optimizers["generator"], spectral_state
+        )
+        self.discriminator_step = backend.gradient_step(
+            self.discriminator_loss, self.discriminator.trainable_variables, self.optimizers["discriminator"], spectral_state
+        )
+
+    # The discriminator always runs with training=True: that is when spectral normalisation divides its
+    # kernels by their largest singular value (and advances the power iteration).
+
+    def init_loss(self, photos):
+        generated = self.generator(photos, training=True)
+        content = model.content_loss(self.perceptual(photos), self.perceptual(generated))
+        return self.config.content_weight * content, {"content": content}
+
+    def generator_loss(self, photos, anime):
+        c = self.config
+        generated = self.generator(photos, training=True)
+        generated_features = self.perceptual(generated)
+        terms = {
+            "adversarial": model.generator_adversarial_loss(self.discriminator(generated, training=True)),
+            "content": model.content_loss(self.perceptual(photos), generated_features),
+            "style": model.style_loss(self.perceptual(model.to_grey(anime)), generated_features),
+            "color": model.color_loss(photos, generated),
+            "tv": vgg.total_variation(generated),
+        }
+        total = (
+            c.adversarial_weight * terms["adversarial"]
+            + c.content_weight * terms["content"]
+            + c.style_weight * terms["style"]
+            + c.color_weight * terms["color"]
+            + c.tv_weight * terms["tv"]
+        )
+        return total, terms
+
+    def discriminator_loss(self, photos, anime, smoothed):
+        c = self.config
+        generated = ops.stop_gradient(self.generator(photos, training=False))
+        score = lambda images: self.discriminator(images, training=True)
+        terms = model.discriminator_losses(
+            score(anime), score(model.to_grey(anime)), score(generated), score(model.to_grey(smoothed))
+        )
+        total = c.d_adversarial_weight * (
+            c.d_real_weight * terms["real"]
+            + c.d_grey_weight * terms["grey"]
+            + c.d_fake_weight * terms["fake"]
+            + c.d_smooth_weight * terms["smooth"]
+        )
+        return total, terms
+
+    def stylise(self, photos):
+        """Generator outputs in [-1, 1] for photos in [-1, 1] whose sides are a multiple of STRIDE."""
+        return np.asarray(self.generator.predict_on_batch(photos))
+
+    # --- checkpoint -------------------------------------------------------------------------
+
+    def _variables(self):
+        found = self.generator.weights + self.discriminator.weights
+        for optimizer in self.optimizers.values():
+            found += optimizer.variables
+        return found
+
+    def save(self, path, epochs_done):
+        """Everything training needs to go on, in one file, written atomically."""
+        arrays = {f"v{i:04d}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._variables())}
+        with runs.atomic_path(path) as temporary:
+            np.savez(temporary, epochs_done=np.int64(epochs_done), **arrays)
+
+    def restore(self, path):
+        """Load a checkpoint written by `save`; returns the number of epochs it had finished."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path.parent} has no checkpoint yet (it stopped before its first epoch ended); start a new run")
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                variables = self._variables()
+                if len(saved.files) - 1 != len(variables):
+                    raise ValueError(f"{len(saved.files) - 1} arrays, the networks need {len(variables)}")
+                for index, variable in enumerate(variables):
+                    value = saved[f"v{index:04d}"]
+                    if tuple(value.shape) != tuple(variable.shape):
+                        raise ValueError(f"{variable.path} should be {tuple(variable.shape)}, the file has {value.shape}")
+                    variable.assign(value)
+                return int(saved["epochs_done"])
+        except (OSError, ValueError, KeyError) as error:
+            raise UserError(f"{path} is not a usable checkpoint of this run ({error})") from None

@@ -1,0 +1,308 @@
+"""AnimeGAN on tiny generated pictures and random VGG weights: losses by hand, edge smoothing, training, convert."""
+
+import argparse
+import json
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from common.errors import UserError
+from conftest import assert_one_line_error, run_cli
+from projects.animegan import convert, data, model
+from projects.animegan import train as animegan
+from projects.animegan.gan import AnimeGAN
+
+# The cheapest setting that still trains every piece: VGG16 with random weights, 32-px crops.
+TINY = dict(tiny=True, backbone="vgg16", backbone_weights="random", epochs=2, init_epochs=1, steps_per_epoch=2)
+TINY_FLAGS = ["--tiny", "--backbone", "vgg16", "--epochs", "2", "--init-epochs", "1", "--steps-per-epoch", "2"]
+
+
+def numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x), np.float64)
+
+
+def picture(path, size=(40, 32), mode="RGB", seed=0):
+    """A random picture saved in `mode` (the 16-bit one as a ramp)."""
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        Image.fromarray(np.linspace(0, 65535, size[0] * size[1]).reshape(size[1], size[0]).astype(np.uint16)).save(path)
+        return path
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    image.convert(mode).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run through the command line, shared by the tests that need a trained generator."""
+    run_dir = tmp_path_factory.mktemp("animegan") / "run"
+    result = run_cli("projects.animegan", "train", *TINY_FLAGS, "--out", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+# --- losses against hand-computed values ----------------------------------------------------
+
+
+def test_yuv_conversion_of_known_colours():
+    pixels = np.array([[[[1, 1, 1], [-1, -1, -1], [1, -1, -1], [-1, -1, 1]]]], np.float32)  # white, black, red, blue
+    yuv = numpy(model.rgb_to_yuv(pixels))[0, 0]
+    assert yuv[0] == pytest.approx([1.0, 0.0, 0.0], abs=1e-6)
+    assert yuv[1] == pytest.approx([0.0, 0.0, 0.0], abs=1e-6)
+    assert yuv[2] == pytest.approx([0.299, -0.14714119, 0.61497538], abs=1e-6)
+    assert yuv[3] == pytest.approx([0.114, 0.43601035, -0.10001026], abs=1e-6)
+
+
+def test_colour_loss_is_l1_on_y_and_huber_on_u_and_v():
+    grey = np.zeros((1, 2, 2, 3), np.float32)  # RGB 0.5: Y 0.5, U = V = 0
+    red = np.tile(np.array([1, -1, -1], np.float32), (1, 2, 2, 1))
+    expected = abs(0.299 - 0.5) + 0.5 * 0.14714119**2 + 0.5 * 0.61497538**2  # differences below 1: quadratic Huber
+    assert float(numpy(model.color_loss(grey, red))) == pytest.approx(expected, rel=1e-5)
+    assert float(numpy(model.color_loss(grey, np.ones_like(grey)))) == pytest.approx(0.5, rel=1e-6)  # white: Y only
+    assert float(numpy(model.huber(np.float32([0.0]), np.float32([2.5])))) == pytest.approx(2.0)  # linear beyond 1
+
+
+def test_gram_style_content_and_adversarial_losses():
+    features = np.array([[[[1, 2], [3, 4]]]], np.float32)  # 1 x 2 positions x 2 channels
+    gram = np.array([[5, 7], [7, 10]])  # (1*1 + 3*3) / 2, (1*2 + 3*4) / 2, (2*2 + 4*4) / 2
+    assert numpy(model.vgg.gram_matrix(features))[0] == pytest.approx(gram)
+    assert float(numpy(model.style_loss(features, np.zeros_like(features)))) == pytest.approx(gram.mean() / 2)
+    assert float(numpy(model.content_loss(features, features + 0.5))) == pytest.approx(0.5)
+    ones, zeros = np.ones((2, 3, 3, 1), np.float32), np.zeros((2, 3, 3, 1), np.float32)
+    assert float(numpy(model.generator_adversarial_loss(zeros))) == pytest.approx(1.0)
+    terms = {k: float(numpy(v)) for k, v in model.discriminator_losses(ones, zeros, ones * 0.5, -ones).items()}
+    assert terms == pytest.approx({"real": 0.0, "grey": 0.0, "fake": 0.25, "smooth": 1.0})
+
+
+def test_total_variation_by_hand():
+    image = np.array([[[[0], [1]], [[2], [3]]]], np.float32)
+    # down: |2 - 0|, |3 - 1| → mean 2; across: |1 - 0|, |3 - 2| → mean 1
+    assert float(numpy(model.vgg.total_variation(image))) == pytest.approx(3.0)
+
+
+def test_grey_keeps_three_channels_of_luma():
+    image = np.array([[[[1, -1, -1]]]], np.float32)
+    assert numpy(model.to_grey(image))[0, 0, 0] == pytest.approx([0.299 - 0.701] * 3, abs=1e-6)
+
+
+# --- edge smoothing -------------------------------------------------------------------------
+
+
+def test_edge_smoothing_blurs_only_near_edges():
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, 16:] = 255  # one vertical edge between columns 15 and 16
+    image[:, :, 2] = 40
+    edges = data.canny(np.asarray(Image.fromarray(image).convert("L")))
+    assert edges[4:-4].any(axis=0).nonzero()[0].tolist() in ([15], [16], [15, 16])  # one thin line
+    smoothed = data.edge_smooth(image)
+    changed = (smoothed != image).any(axis=-1).any(axis=0).nonzero()[0]
+    assert changed.min() >= 12 and changed.max() <= 19 and len(changed) >= 2  # within the 5x5 dilation
+    assert 0 < smoothed[10, 15, 0] < 255 and 0 < smoothed[10, 16, 0] < 255  # the step became a ramp
+    assert np.array_equal(smoothed[:, :10], image[:, :10]) and np.array_equal(smoothed[:, 22:], image[:, 22:])
+    flat = np.full((16, 16, 3), 90, np.uint8)
+    assert np.array_equal(data.edge_smooth(flat), flat)
+    assert data.gaussian_kernel().sum() == pytest.approx(1.0)
+
+
+def test_prepare_writes_smoothed_copies_and_keeps_existing_ones(tmp_path):
+    style = tmp_path / "style"
+    style.mkdir()
+    _, anime = data.tiny_images(3, 32, seed=1)
+    for index, array in enumerate(anime):
+        Image.fromarray(array).save(style / f"{index}.jpg")
+    (style / "notes.png").write_text("not a picture")
+    with pytest.warns(UserWarning, match="skipped 1 of 4"):
+        out = data.prepare(style)
+    assert out == tmp_path / "style_smooth" and sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png"]
+    stamp = (out / "0.png").stat().st_mtime_ns
+    with pytest.warns(UserWarning):
+        data.prepare(style)
+    assert (out / "0.png").stat().st_mtime_ns == stamp  # never overwritten
+
+
+# --- networks and training ------------------------------------------------------------------
+
+
+def test_generator_keeps_any_size_and_has_the_published_size():
+    generator = model.build_generator()
+    assert 2_000_000 < generator.count_params() < 2_300_000
+    for shape in [(1, 16, 16, 3), (2, 20, 36, 3)]:
+        out = numpy(generator.predict_on_batch(np.zeros(shape, np.float32)))
+        assert out.shape == shape and -1 <= out.min() and out.max() <= 1
+    scores = model.build_discriminator()(np.zeros((1, 32, 24, 3), np.float32))
+    assert tuple(scores.shape) == (1, 8, 6, 1)
+
+
+def test_init_phase_lowers_the_content_loss():
+    config = animegan.Config(**{k: v for k, v in TINY.items() if k != "tiny"}, init_lr=1e-3, crop_size=32)
+    keras.utils.set_random_seed(0)
+    gan = AnimeGAN(config)
+    photos, _ = data.tiny_images(4, 32, seed=0)
+    batch = data.to_unit(np.stack(photos))
+    before = float(numpy(gan.init_loss(batch)[0]))
+    for _ in range(6):
+        gan.init_step(batch)
+    after = float(numpy(gan.init_loss(batch)[0]))
+    assert after < 0.8 * before
+
+
+def test_train_writes_a_complete_run(trained):
+    for name in ("config.json", "metrics.csv", "init.keras", "model.keras", "summary.json",
+                 "samples/epoch_000.png", "samples/epoch_002.png"):
+        assert (trained / name).exists(), name
+    assert not (trained / "checkpoint.npz").exists()  # removed once the run finished
+    metrics = pd.read_csv(trained / "metrics.csv")
+    assert list(metrics["phase"]) == ["init", "adversarial"]
+    assert np.isfinite(metrics.loc[1, ["d_loss", "g_loss", "g_style", "g_color", "g_tv", "d_smooth"]].astype(float)).all()
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
+    assert summary["generator_parameters"] == model.build_generator().count_params()
+    config = json.loads((trained / "config.json").read_text())["config"]
+    assert config["content_weight"] == animegan.PRESETS["hayao"]["content_weight"] and config["crop_size"] == 32
+
+
+def test_presets_set_the_weights_and_flags_override_them():
+    args = argparse.Namespace(preset="paprika", color_weight=7.0, tiny=True)
+    config, _ = animegan.resolve(args)
+    assert config.style_weight == 0.6 and config.d_smooth_weight == 0.005 and config.color_weight == 7.0
+    assert config.backbone_weights == "random"  # --tiny never downloads
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    real_crops, calls = data.random_crops, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2 * 1 + 2 * 2 + 1:  # 2 init steps (photos), 2 adversarial (photos, anime), then stop
+            raise KeyboardInterrupt
+        return real_crops(*args)
+
+    monkeypatch.setattr(data, "random_crops", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        animegan.train(argparse.Namespace(**{**TINY, "epochs": 3, "out": str(run_dir)}))
+    monkeypatch.setattr(data, "random_crops", real_crops)
+    assert (run_dir / "checkpoint.npz").exists() and not (run_dir / "summary.json").exists()
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
+    animegan.train(argparse.Namespace(resume=str(run_dir)))
+    assert list(pd.read_csv(run_dir / "metrics.csv")["epoch"]) == [0, 1, 2]
+    assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
+    with pytest.raises(UserError, match="already finished"):
+        animegan.train(argparse.Namespace(resume=str(run_dir)))
+
+
+# --- convert and export ---------------------------------------------------------------------
+
+
+def convert_args(model, source, out=None, max_side=2048):
+    return argparse.Namespace(model=str(model), input=str(source), out=None if out is None else str(out), max_side=max_side)
+
+
+def test_convert_a_photo_of_any_size_and_mode(trained, tmp_path):
+    for index, (size, mode) in enumerate([((30, 22), "RGBA"), ((7, 5), "P"), ((24, 20), "CMYK"), ((21, 17), "I;16")]):
+        source = picture(tmp_path / f"photo{index}.{'jpg' if mode == 'CMYK' else 'png'}", size, mode)
+        assert convert.convert(convert_args(trained, source)) == 0
+        with Image.open(tmp_path / f"photo{index}_anime{source.suffix}") as result:
+            assert result.size == size and result.mode == "RGB"
+    with pytest.raises(UserError, match="already exists"):
+        convert.convert(convert_args(trained, tmp_path / "photo0.png"))
+
+
+def test_a_huge_photo_is_scaled_down_with_a_note(trained, tmp_path, capsys):
+    source = picture(tmp_path / "panorama.png", (10_000, 40))
+    assert convert.convert(convert_args(trained, source, tmp_path / "small.png", max_side=500)) == 0
+    assert "10000x40 scaled down to 500x2" in capsys.readouterr().out
+    with Image.open(tmp_path / "small.png") as result:
+        assert result.size == (500, 2)
+
+
+def test_convert_a_folder_reports_the_file_it_cannot_read(trained, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(3):
+        picture(photos / f"{index}.png", (20 + 4 * index, 16), seed=index)
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run_cli("projects.animegan", "convert", "--model", trained, "--input", photos)
+    assert result.returncode == 1
+    assert_one_line_error(result, "broken.jpg", "not a readable image")
+    assert sorted(p.name for p in (tmp_path / "photos_anime").iterdir()) == ["0.png", "1.png", "2.png"]
+    with Image.open(tmp_path / "photos_anime" / "2.png") as converted:
+        assert converted.size == (28, 16)
+
+
+def test_convert_a_video_frame_by_frame(trained, tmp_path):
+    source = tmp_path / "clip.mp4"
+    writer = data.video_writer(source, fps=10)
+    for index in range(6):
+        frame = np.zeros((24, 32, 3), np.uint8)
+        frame[:, : 4 + 4 * index] = 200
+        writer.append_data(frame)
+    writer.close()
+    assert convert.convert(convert_args(trained, source)) == 0
+    frames, fps, _ = data.read_video(tmp_path / "clip_anime.mp4")
+    frames = list(frames)
+    assert len(frames) == 6 and frames[0].shape == (24, 32, 3) and fps == pytest.approx(10)
+
+
+def test_a_video_that_cannot_be_decoded_is_one_clear_error(trained, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x01 this is not a video" * 10)
+    with pytest.raises(UserError, match="not a video that can be decoded"):
+        convert.convert(convert_args(trained, broken))
+    assert not (tmp_path / "broken_anime.mp4").exists()
+
+
+def test_export_reloads_and_converts_the_same(trained, tmp_path, capsys):
+    out = tmp_path / "export"
+    convert.export(argparse.Namespace(model=str(trained), out=str(out), onnx=False))
+    assert (out / "generator.keras").is_file()
+    assert (out / "saved_model").is_dir() == (keras.backend.backend() == "tensorflow")
+    assert "checked after reloading" in capsys.readouterr().out
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path):
+    photos, style = tmp_path / "photos", tmp_path / "style"
+    photos.mkdir(), style.mkdir()
+    for index, mode in enumerate(["CMYK", "RGBA", "P", "L", "I;16"]):
+        picture(photos / f"{index}.{'jpg' if mode == 'CMYK' else 'png'}", (40, 36), mode, seed=index)
+        picture(style / f"{index}.png", (36, 40), seed=10 + index)
+    (photos / "readme.txt.png").write_text("not a picture")
+    config = animegan.Config(photos=str(photos), style=str(style), crop_size=32, batch_size=4, val_count=2)
+    with pytest.warns(UserWarning, match="skipped 1 of 6"):
+        pictures = animegan.load(config)
+    side = animegan.training_side(config)
+    assert len(pictures.photos) == 5 and all(min(p.shape[:2]) == side and p.shape[2] == 3 for p in pictures.photos)
+    assert pictures.style[0].shape[2] == 6 and pictures.validation.shape == (2, side, side, 3)
+
+
+def test_too_few_style_pictures_for_the_batch_is_one_line(tmp_path, cli):
+    photos, style = tmp_path / "photos", tmp_path / "style"
+    photos.mkdir(), style.mkdir()
+    for index in range(4):
+        picture(photos / f"{index}.png", seed=index)
+    picture(style / "only.png")
+    result = cli("projects.animegan", "train", "--photos", photos, "--style", style, "--batch-size", "4",
+                 "--crop-size", "32", "--backbone-weights", "random")
+    assert_one_line_error(result, "--style", "holds 1 usable image", "--batch-size 4")
+
+
+def test_missing_files_are_clear_errors(trained, tmp_path):
+    config = animegan.Config(**{k: v for k, v in TINY.items()}, crop_size=32)
+    config.backbone_weights = str(tmp_path / "vgg.weights.h5")
+    with pytest.raises(UserError, match="no such file"):
+        AnimeGAN(config)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(UserError, match="not a readable image"):
+        convert.convert(convert_args(trained, text))
+    with pytest.raises(UserError, match="no such file or folder"):
+        convert.convert(convert_args(trained, tmp_path / "missing.jpg"))
+    with pytest.raises(UserError, match="not a loadable Keras model"):
+        convert.convert(convert_args(text, picture(tmp_path / "p.png")))
