@@ -192,7 +192,7 @@ def test_network_output_has_the_input_size():
     net = build_transform_net(filters=4, residual_blocks=1)
     for shape in [(1, 16, 16, 3), (2, 17, 33, 3), (1, 30, 21, 3)]:
         out = keras.ops.convert_to_numpy(net.predict_on_batch(np.full(shape, 128, np.float32)))
-        assert out.shape == shape and 0 <= out.min() and out.max() <= 255
+        assert out.shape == shape and np.isfinite(out).all()
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -66,16 +66,21 @@ class ToUint8(layers.Layer):
         return keras.KerasTensor(x.shape, "uint8")
 
 
-def conv(x, filters, size, strides=1, normalise=True, relu=True):
+def conv(x, filters, size, strides=1, normalise=True, relu=True, **conv_options):
     x = ReflectionPadding(size // 2)(x)
-    x = layers.Conv2D(filters, size, strides=strides, padding="valid", use_bias=not normalise)(x)
+    x = layers.Conv2D(filters, size, strides=strides, padding="valid", use_bias=not normalise, **conv_options)(x)
     if normalise:
         x = layers.GroupNormalization(groups=-1, epsilon=1e-5)(x)  # groups=-1: instance normalisation
     return layers.ReLU()(x) if relu else x
 
 
 def build_transform_net(filters=16, residual_blocks=5):
-    """RGB [0, 255] (batch, height, width, 3) of any size → stylised RGB [0, 255], the same size."""
+    """RGB [0, 255] (batch, height, width, 3) of any size → stylised RGB, the same size (to be clipped to [0, 255]).
+
+    The network predicts a change to the photo, added to it, through a linear last layer:
+    training starts from the photo's content and spends its steps on the style, and no
+    squashing function can saturate a region to black where no gradient reaches it.
+    """
     inputs = keras.Input((None, None, 3), name="photo")
     x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
     x = conv(x, filters, 9)
@@ -88,10 +93,9 @@ def build_transform_net(filters=16, residual_blocks=5):
     for width in (filters * 2, filters):
         x = layers.UpSampling2D(2, interpolation="nearest")(x)
         x = conv(x, width, 3)
-    x = conv(x, 3, 9, normalise=False, relu=False)
-    x = layers.Activation("tanh")(x)
-    x = layers.Rescaling(127.5, offset=127.5)(x)
-    outputs = CropToInput(name="stylised")([x, inputs])
+    x = conv(x, 3, 9, normalise=False, relu=False, kernel_initializer="zeros")  # an untrained network returns the photo
+    change = layers.Rescaling(127.5)(CropToInput()([x, inputs]))
+    outputs = layers.Add(name="stylised")([inputs, change])
     return keras.Model(inputs, outputs, name="transform_net")
 
 

@@ -114,7 +114,7 @@ def optimise(photo, paintings, blend, loss, iterations, lr, init="content", save
     else:
         start = photo.astype(np.float32)
     image = keras.Variable(start[None], name="image")
-    optimizer = keras.optimizers.Adam(learning_rate=lr)
+    optimizer = keras.optimizers.Adam(learning_rate=float(lr))
 
     def loss_fn(content_targets, style_targets):
         return loss(image.value, content_targets, style_targets)

@@ -44,13 +44,13 @@ class Config(cli.TrainConfig):
     steps_per_epoch: int = option(40, "training steps per epoch, each on a fresh batch of random crops")
     batch_size: int = option(4, "crops per training step")
     lr: float = option(2e-3, "Adam learning rate")
-    crop_size: int = option(160, "side of the square training crops, pixels")
+    crop_size: int = option(128, "side of the square training crops, pixels")
     photo_size: int = option(512, "photos are first scaled so their shorter side is at most this; crops are 1x to that size")
     style_size: int = option(320, "longer side the painting is scaled to for its Gram matrices")
     filters: int = option(16, "channels of the network's first layer (x2 and x4 deeper); Johnson et al. used 32")
     residual_blocks: int = option(5, "residual blocks at a quarter of the resolution")
     content_weight: float = option(1.0, "weight of the content loss")
-    style_weight: float = option(10.0, "weight of the style loss")
+    style_weight: float = option(20.0, "weight of the style loss")
     tv_weight: float = option(1.0, "weight of the total-variation loss (smoothness)")
     content_layers: str = option("block2_conv2", "VGG layers whose feature maps define content, comma-separated")
     style_layers: str = option(
@@ -155,7 +155,7 @@ def train(args):
           f"backend {backend.name()}, {backend.describe_device()}")
 
     net = build_transform_net(config.filters, config.residual_blocks)
-    optimizer = keras.optimizers.Adam(config.lr)
+    optimizer = keras.optimizers.Adam(float(config.lr))
     style_targets = loss.style_targets([painting])
 
     def loss_fn(photos, style_targets):
@@ -289,7 +289,7 @@ def evaluate(args):
             failures += 1
             continue
         content_targets = loss.content_targets(photo)
-        stylised = keras.ops.cast(net.predict_on_batch(photo), "float32")
+        stylised = keras.ops.clip(keras.ops.cast(net.predict_on_batch(photo), "float32"), 0.0, 255.0)
         row = {"file": str(file)}
         for label, image in (("photo", photo), ("stylised", stylised)):
             total, terms = loss(keras.ops.convert_to_tensor(image, "float32"), content_targets, style_targets)
