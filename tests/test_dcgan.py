@@ -82,20 +82,19 @@ def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypa
 
 
 def test_generate_writes_pngs_or_one_array(trained, tmp_path):
-    result = run_cli("projects.dcgan", "generate", "--model", trained, "--n", "5", "--out", tmp_path / "pngs")
-    assert result.returncode == 0, result.stderr[-3000:]
-    files = sorted((tmp_path / "pngs").iterdir())
-    assert [f.name for f in files] == [f"{i}.png" for i in range(5)]
-    with Image.open(files[0]) as image:
-        assert image.size == (28, 28) and image.mode == "L"
-
     result = run_cli("projects.dcgan", "generate", "--model", trained, "--n", "7", "--out", tmp_path / "many.npz", "--seed", "3")
     assert result.returncode == 0, result.stderr[-3000:]
     with np.load(tmp_path / "many.npz") as saved:
         generated = saved["images"]
     assert generated.shape == (7, 28, 28, 1) and generated.dtype == np.uint8 and generated.std() > 0
-    again = run_cli("projects.dcgan", "generate", "--model", trained, "--n", "7", "--out", tmp_path / "many.npz")
-    assert_one_line_error(again, "already exists")
+    with pytest.raises(UserError, match="already exists"):
+        dcgan.generate(argparse.Namespace(model=str(trained), n=7, out=str(tmp_path / "many.npz"), seed=0))
+
+    dcgan.generate(argparse.Namespace(model=str(trained), n=5, out=str(tmp_path / "pngs"), seed=0))
+    files = sorted((tmp_path / "pngs").iterdir())
+    assert [f.name for f in files] == [f"{i}.png" for i in range(5)]
+    with Image.open(files[0]) as image:
+        assert image.size == (28, 28) and image.mode == "L"
 
     generator = runs.load_model(trained / "generator.keras")
     raw = keras.ops.convert_to_numpy(generator(np.random.default_rng(0).standard_normal((16, 100)).astype("float32")))

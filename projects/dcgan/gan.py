@@ -36,7 +36,9 @@ class GAN:
         size, width = config.image_size, config.width
         self.latent_dim = config.latent_dim
         self.generator = build_generator(size, channels, width, config.latent_dim)
-        self.discriminator = build_discriminator(size, channels, config.discriminator_width or width)
+        self.discriminator = build_discriminator(
+            size, channels, config.discriminator_width or width, config.discriminator_norm, config.dropout
+        )
         self.average = build_generator(size, channels, width, config.latent_dim) if config.ema else None
         if self.average is not None:
             for target, source in zip(self.average.variables, self.generator.variables):
@@ -88,8 +90,9 @@ class GAN:
         self.updates += 1
         if self.average is None:
             return
-        # Early on the average would mostly remember the random start; warm up its decay.
-        decay = min(self.ema, (1 + self.updates) / (10 + self.updates))
+        # Early on the average would mostly remember the random start, so it spans at most
+        # the last half of the steps so far until that reaches the decay's own horizon.
+        decay = min(self.ema, self.updates / (self.updates + 2))
         for target, source in zip(self.average.variables, self.generator.variables):
             target.assign(decay * target + (1 - decay) * ops.cast(source, target.dtype))
 
@@ -116,7 +119,7 @@ class GAN:
         arrays = {"epoch": np.array(epoch), "updates": np.array(self.updates)}
         for group, variables in self._groups().items():
             for index, variable in enumerate(variables):
-                arrays[f"{group}/{index}"] = ops.convert_to_numpy(variable)
+                arrays[f"{group}/{index}"] = variable.numpy()
         with runs.atomic_path(path) as temporary:
             np.savez(temporary, **arrays)
 

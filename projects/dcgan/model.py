@@ -65,18 +65,21 @@ def build_generator(image_size, channels, width, latent_dim):
     return keras.Sequential(stack, name="generator")
 
 
-def build_discriminator(image_size, channels, width):
+def build_discriminator(image_size, channels, width, normalise=True, dropout=0.0):
     doublings, _ = layout(image_size)
+    dropped = [layers.Dropout(dropout)] if dropout else []
     stack = [
         keras.Input((image_size, image_size, channels)),
         layers.Conv2D(width, 4, strides=2, padding="same", kernel_initializer=initializer()),
         layers.LeakyReLU(0.2),
+        *dropped,
     ]
     for level in range(1, doublings):
         stack += [
-            layers.Conv2D(width * 2**level, 4, strides=2, padding="same", use_bias=False, kernel_initializer=initializer()),
-            batch_norm(),
+            layers.Conv2D(width * 2**level, 4, strides=2, padding="same", use_bias=not normalise, kernel_initializer=initializer()),
+            *([batch_norm()] if normalise else []),
             layers.LeakyReLU(0.2),
+            *dropped,
         ]
     stack += [layers.Flatten(), layers.Dense(1, kernel_initializer=initializer(), dtype="float32")]  # a logit
     return keras.Sequential(stack, name="discriminator")

@@ -36,12 +36,14 @@ class Config(cli.TrainConfig):
     data_dir: str = option(None, "a folder of your own images to learn (with --dataset: the folder holding that dataset's files)")
     image_size: int = option(None, "side of the square images, a multiple of 4 (default: 28 for the registered sets, 64 for a folder, 16 with --tiny)", type=int)
     mode: str = option(None, "grey or rgb images (default: grey for the registered sets, rgb for a folder)", choices=("grey", "rgb"))
-    epochs: int = option(8, "passes over the training images")
+    epochs: int = option(18, "passes over the training images")
     batch_size: int = option(64, "real images (and as many generated ones) per step")
     lr: float = option(2e-4, "Adam learning rate of both networks")
     beta1: float = option(0.5, "Adam's beta_1 (0.5 steadies adversarial training)")
-    width: int = option(64, "channels of the generator's last hidden layer; they double towards its input")
-    discriminator_width: int = option(0, "channels of the discriminator's first layer (0: the same as --width)")
+    width: int = option(32, "channels of the generator's last hidden layer; they double towards its input")
+    discriminator_width: int = option(64, "channels of the discriminator's first layer (0: the same as --width)")
+    discriminator_norm: bool = option(True, "batch norm in the discriminator (on all but its first layer)")
+    dropout: float = option(0.0, "dropout after each of the discriminator's convolutions")
     latent_dim: int = option(100, "length of the noise vector")
     ema: float = option(0.999, "decay of the generator weight average that makes the samples (0: no average)")
     samples: int = option(64, "images in each epoch's sample grid")
@@ -64,6 +66,8 @@ class Config(cli.TrainConfig):
             raise UserError(f"--discriminator-width must not be negative, got {self.discriminator_width}")
         if not 0 <= self.ema < 1:
             raise UserError(f"--ema must be in [0, 1), got {self.ema}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}")
 
