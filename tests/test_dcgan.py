@@ -16,11 +16,11 @@ from conftest import assert_one_line_error, run_cli
 from projects.dcgan import data
 from projects.dcgan import train as dcgan
 from projects.dcgan.evaluate import frechet_distance
-from projects.dcgan.model import layout
+from projects.dcgan.model import build_discriminator, layout
 from test_datasets import fake_mnist
 
 # 28 px grey, like MNIST, so that the classifier-based evaluation can read the samples.
-TINY = ["--tiny", "--image-size", "28", "--mode", "grey", "--width", "8", "--batch-size", "32", "--epochs", "3"]
+TINY = ["--tiny", "--image-size", "28", "--mode", "grey", "--width", "8", "--discriminator-width", "8", "--batch-size", "32", "--epochs", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_train_writes_a_complete_run_and_both_losses_move(trained):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    flags = dict(tiny=True, image_size=28, mode="grey", width=8, batch_size=32, epochs=3, out=str(run_dir))
+    flags = dict(tiny=True, image_size=28, mode="grey", width=8, discriminator_width=8, batch_size=32, epochs=3, out=str(run_dir))
     real_step, calls = dcgan.GAN.train_step, []
 
     def interrupted_step(self, real, rng):
@@ -139,6 +139,9 @@ def test_sizes_follow_the_resolution():
     assert (config.dataset, config.image_size, config.mode) == ("mnist", 28, "grey")
     with pytest.raises(UserError, match="--ema"):
         dcgan.Config(ema=1.0)
+    plain = build_discriminator(16, 3, 4, normalise=False, dropout=0.3)
+    kinds = {type(layer).__name__ for layer in plain.layers}
+    assert "BatchNormalization" not in kinds and "Dropout" in kinds and plain.output_shape == (None, 1)
 
 
 def mixed_folder(folder):
@@ -166,7 +169,7 @@ def test_a_folder_of_mixed_images_trains_and_skips_bad_files(tmp_path, capsys):
     grey, _ = data.read_folder(tmp_path / "mine", 20, "L")
     assert grey.shape == (good, 20, 20, 1)
 
-    run_dir = dcgan.train(argparse.Namespace(data_dir=str(tmp_path / "mine"), image_size=16, width=4, batch_size=3,
+    run_dir = dcgan.train(argparse.Namespace(data_dir=str(tmp_path / "mine"), image_size=16, width=4, discriminator_width=4, batch_size=3,
                                              epochs=1, samples=4, out=str(tmp_path / "run")))
     assert "6 images as 16x16 rgb (2 skipped)" in capsys.readouterr().out
     generator = runs.load_model(run_dir / "generator.keras")
