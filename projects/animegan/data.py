@@ -12,6 +12,7 @@ written frame by frame with imageio's ffmpeg plugin (its own ffmpeg binary ships
 the imageio-ffmpeg wheel); sound is not kept.
 """
 
+import math
 import warnings
 from pathlib import Path
 
@@ -235,7 +236,6 @@ def read_video(path):
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
         meta = reader.get_meta_data()
-        count = reader.count_frames()
     except Exception as error:  # imageio/ffmpeg raise several types for a file they cannot decode
         raise UserError(f"{path}: not a video that can be decoded ({_first_line(error)})") from None
 
@@ -248,7 +248,8 @@ def read_video(path):
         finally:
             reader.close()
 
-    return frames(), float(meta.get("fps") or 25.0), count or None
+    count = meta.get("nframes")  # ffmpeg's estimate from the duration; inf when unknown
+    return frames(), float(meta.get("fps") or 25.0), int(count) if count and math.isfinite(count) else None
 
 
 def video_writer(path, fps):
