@@ -44,8 +44,9 @@ def loss_curve(losses, weights, path, title, size=(760, 420)):
         draw.text((x_of(tick) - 10, top + plot_h + 6), f"{tick:.0f}", fill="black", font=small)
     draw.text((left + plot_w // 2 - 30, height - 22), "iteration", fill="black", font=small)
     for row, (name, values) in enumerate(series.items()):
-        points = [(x_of(i), y_of(v)) for i, v in zip(iterations, values)]
-        draw.line(points, fill=COLOURS[name], width=2 if name == "loss" else 1)
+        points = [(x_of(i), y_of(v)) for i, v in zip(iterations, values) if v > 0]  # a log scale has no zero
+        if len(points) > 1:
+            draw.line(points, fill=COLOURS[name], width=2 if name == "loss" else 1)
         label = "total" if name == "loss" else f"{name} x {weights[name]:g}"
         draw.line([width - right + 12, top + 12 + row * 20, width - right + 32, top + 12 + row * 20], fill=COLOURS[name], width=2)
         draw.text((width - right + 38, top + 5 + row * 20), label, fill="black", font=small)
