@@ -11,7 +11,8 @@ export DATA_DIR
 endif
 
 .PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan \
-	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan report clean-venv
+	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan report clean-venv \
+	tune-mnist compare-optimizers compare-init
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,16 @@ bench-style: venv
 
 bench-animegan: venv
 	$(PY) -m projects.animegan bench $(ARGS)
+
+# The course's training experiments on MNIST; each writes its figures into projects/mnist_cnn/README.md.
+tune-mnist: venv
+	$(PY) -m projects.mnist_cnn tune --readme --minutes 19 $(ARGS)
+
+compare-optimizers: venv
+	$(PY) -m projects.mnist_cnn compare-optimizers --readme $(ARGS)
+
+compare-init: venv
+	$(PY) -m projects.mnist_cnn compare-init --readme $(ARGS)
 
 report: venv
 	$(PY) -m common.report $(ARGS)

@@ -1,9 +1,10 @@
 """The callbacks every training run gets, and a throughput meter.
 
 All of it is Keras' own machinery: BackupAndRestore for `--resume` after a crash,
-CSVLogger for `metrics.csv`, TensorBoard, TerminateOnNaN and ModelCheckpoint for
-the best model on validation data. `Throughput` adds what the summary reports:
-seconds per epoch and training samples per second.
+CSVLogger for `metrics.csv`, TensorBoard, TerminateOnNaN, ModelCheckpoint for
+the best model on validation data and EarlyStopping for `--early-stopping`.
+`Throughput` adds what the summary reports: seconds per epoch and training
+samples per second.
 """
 
 import time
@@ -48,8 +49,9 @@ class Throughput(keras.callbacks.Callback):
         return self.samples_per_epoch * len(timed) / max(sum(timed), 1e-9) if timed else 0.0
 
 
-def standard(run_dir, steps_per_epoch, samples_per_epoch, monitor=None):
-    """Callbacks for a run folder; `monitor` (e.g. "val_accuracy") enables the best-model checkpoint."""
+def standard(run_dir, steps_per_epoch, samples_per_epoch, monitor=None, patience=0):
+    """Callbacks for a run folder; `monitor` (e.g. "val_accuracy") enables the best-model checkpoint,
+    and with `patience` (epochs) early stopping that keeps the best weights."""
     run_dir = Path(run_dir)
     throughput = Throughput(samples_per_epoch)
     callbacks = [
@@ -69,4 +71,14 @@ def standard(run_dir, steps_per_epoch, samples_per_epoch, monitor=None):
         callbacks.append(
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode=mode, save_best_only=True)
         )
+        if patience:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(monitor, patience=patience, mode=mode, restore_best_weights=True, verbose=1)
+            )
     return callbacks, throughput
+
+
+def diverged(model, callbacks):
+    """Whether `fit` stopped because the loss became NaN (TerminateOnNaN), not because early stopping ended it."""
+    stopped_early = any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch > 0 for c in callbacks)
+    return model.stop_training and not stopped_early

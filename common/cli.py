@@ -4,6 +4,8 @@ Each project describes its recipe as a dataclass derived from `TrainConfig`; its
 defaults *are* the recommended recipe. `add_config_flags` turns every field into a
 `--flag` with the field's type, and `config_from_args` applies only the flags the
 user typed, so a resumed run keeps its saved settings unless told otherwise.
+`--config FILE.json` starts from a saved config (tune's best.json, or another run's
+config.json): defaults, then the file, then the typed flags.
 `run_commands` dispatches the sub-command and prints any `UserError` as a single
 `error: ...` line with exit status 2, never a traceback.
 """
@@ -54,7 +56,7 @@ def add_config_flags(parser, config_class):
     for item in dataclasses.fields(config_class):
         kwargs = {k: v for k, v in item.metadata.items() if k != "help"}
         kwargs.update(help=item.metadata.get("help"), default=argparse.SUPPRESS, dest=item.name)
-        value_type = type(item.default) if item.default is not None else str
+        value_type = field_type(item)
         if value_type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -63,12 +65,61 @@ def add_config_flags(parser, config_class):
         parser.add_argument(_flag(item.name), **kwargs)
 
 
+def typed_flags(config_class, args):
+    """The settings the user typed on the command line."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    return {k: v for k, v in vars(args).items() if k in known}
+
+
 def config_from_args(config_class, args, saved=None):
-    """Defaults, then a saved config (when resuming), then the flags the user typed."""
+    """Defaults, then a saved config (when resuming, or from --config), then the flags the user typed."""
     known = {f.name for f in dataclasses.fields(config_class)}
     values = {k: v for k, v in (saved or {}).items() if k in known}
-    values.update({k: v for k, v in vars(args).items() if k in known})
+    values.update(typed_flags(config_class, args))
     return config_class(**values)
+
+
+def field_type(item):
+    """The Python type of a config field's values (str for fields that default to None)."""
+    return item.metadata.get("type") or (type(item.default) if item.default is not None else str)
+
+
+def read_config_file(path, config_class):
+    """The settings in a JSON file: a flat object of settings, or a run's config.json (settings under "config").
+
+    Every name must be a setting of `config_class` and every value of its type (and
+    among its choices), so a typo in a hand-written file is an error, not ignored.
+    A saved run folder (`out`) is never reused: the new run gets its own.
+    """
+    saved = runs.read_json(path)
+    if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
+        saved = saved["config"]
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} holds no settings; expected a JSON object like {{\"lr\": 0.001}}")
+    fields = {item.name: item for item in dataclasses.fields(config_class)}
+    unknown = sorted(set(saved) - set(fields))
+    if unknown:
+        raise UserError(f"{path}: unknown setting {', '.join(unknown)}; the settings are {', '.join(fields)}")
+    values = {}
+    for name, value in saved.items():
+        item, expected = fields[name], field_type(fields[name])
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if value is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
+            raise UserError(f"{path}: {name} must be {expected.__name__}, got {value!r}")
+        choices = item.metadata.get("choices")
+        if choices and value not in choices:
+            raise UserError(f"{path}: {name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        values[name] = value
+    values.pop("out", None)
+    return values
+
+
+def add_config_file_flag(parser):
+    parser.add_argument(
+        "--config", metavar="FILE.json",
+        help="start from saved settings (tune's best.json, or a run's config.json); flags typed here override them",
+    )
 
 
 def add_resume_flag(parser):
@@ -86,23 +137,32 @@ def train_flags(config_class):
 
     def add(parser):
         add_config_flags(parser, config_class)
+        add_config_file_flag(parser)
         add_resume_flag(parser)
 
     return add
 
 
 def resolve_config(project, config_class, args, defaults=None):
-    """The run's settings: `defaults` (e.g. a per-dataset preset) and the flags, or (with
-    --resume) the saved run's config plus the flags.
+    """The run's settings: `defaults` (e.g. a per-dataset preset), the --config file and the
+    flags, or (with --resume) the saved run's config plus the flags.
 
-    Returns (config, run folder to resume or None). Nothing is written yet, so bad
-    flags or missing data stop the command before any run folder exists.
+    `defaults` may be a function of the settings chosen so far (file and flags), for
+    presets that depend on one of them. Returns (config, run folder to resume or None).
+    Nothing is written yet, so bad flags or missing data stop the command before any
+    run folder exists.
     """
+    config_file = getattr(args, "config", None)
     if getattr(args, "resume", None):
+        if config_file:
+            raise UserError("--config starts a new run from saved settings; --resume continues a run with its own")
         run_dir = runs.find_resumable(project, args.resume)
         saved = runs.read_json(run_dir / "config.json").get("config", {})
         return config_from_args(config_class, args, saved), run_dir
-    return config_from_args(config_class, args, defaults), None
+    saved = read_config_file(config_file, config_class) if config_file else {}
+    if callable(defaults):
+        defaults = defaults({**saved, **typed_flags(config_class, args)})
+    return config_from_args(config_class, args, {**(defaults or {}), **saved}), None
 
 
 def open_run(project, config, resume_dir=None):

@@ -3,7 +3,7 @@
 Reads `runs/<project>/<run>/summary.json` (plus the run's config.json for the
 settings that distinguish runs) into a pandas DataFrame, prints it, and saves it as
 `runs/report.csv`. `update_readme` replaces the text between two marker comments
-in a README, so benchmarks can rewrite their measured table in place.
+in a README, so benchmarks can rewrite their measured table (`markdown_table`) in place.
 """
 
 import argparse
@@ -39,6 +39,14 @@ def collect(runs_dir=None):
             }
         )
     return pd.DataFrame(rows)
+
+
+def markdown_table(frame, float_format="{:.4g}".format):
+    """A DataFrame as a Markdown table, floats through `float_format`."""
+    cell = lambda value: float_format(value) if isinstance(value, float) else str(value)
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def update_readme(readme, marker, text):

@@ -59,8 +59,8 @@ def read_json(path):
         raise UserError(f"{path} is not valid JSON ({error})") from None
 
 
-def new_run_dir(project, out=None):
-    """Create a fresh run folder; an existing, non-empty `out` is refused, never reused."""
+def new_run_dir(project, out=None, prefix=""):
+    """Create a fresh run folder (`prefix` before its time stamp); an existing, non-empty `out` is refused, never reused."""
     if out is not None:
         run_dir = Path(out)
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -69,7 +69,7 @@ def new_run_dir(project, out=None):
         return run_dir
     base = RUNS_DIR / project
     base.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
     for suffix in [""] + [f"-{n}" for n in range(2, 1000)]:
         try:
             (base / (stamp + suffix)).mkdir()

@@ -19,6 +19,8 @@ alphabet is class i + 1. Everything is `keras.ops`, so it runs on TensorFlow and
 import keras
 from keras import layers, ops
 
+from common import training
+
 # Three halvings of the width (a stride-2 convolution and two poolings): one time step per 8 pixels.
 WIDTH_PER_STEP = 8
 
@@ -143,17 +145,9 @@ def reader(model, beam_width=None):
     return keras.Model(model.inputs, decoded, name="captcha_inference")
 
 
-def learning_rate(config, total_steps):
-    """Linear warm-up over the first 3% of steps, then cosine decay to zero."""
-    warmup = max(1, total_steps * 3 // 100)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup), warmup_target=config.lr, warmup_steps=warmup
-    )
-
-
 def compile_model(model, config, total_steps):
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(config, total_steps), global_clipnorm=5.0),
+        optimizer=training.build_optimizer(config, total_steps),
         loss=keras.losses.CTC(),
         metrics=[keras.metrics.MeanMetricWrapper(sequence_accuracy, name="sequence_accuracy")],
     )

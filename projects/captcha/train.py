@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import backend, callbacks, cli, images, runs
+from common import backend, callbacks, cli, images, runs, training
 from common.cli import option
 from common.errors import UserError
 from projects.captcha import data
@@ -32,13 +32,15 @@ INFERENCE_BATCH = 256
 
 
 @dataclass
-class Config(cli.TrainConfig):
+class Config(training.TrainingConfig):
     data_dir: str = option(
         None, "folder of your own captchas, labelled by file name (7Z8Y.png, 7Z8Y_0042.jpg); default: generated captchas"
     )
     epochs: int = option(24, "training epochs")
     batch_size: int = option(64, "captchas per training step")
-    lr: float = option(2e-3, "peak learning rate (Adam, warm-up then cosine decay)")
+    lr: float = option(2e-3, "peak learning rate")
+    warmup: float = option(0.03, "share of all steps over which the learning rate rises linearly from 0 to --lr")
+    clipnorm: float = option(5.0, "clip the gradients' global norm to this (0: off): CTC's early gradients can be huge")
     steps_per_epoch: int = option(250, "training steps per epoch on generated captchas, each on a fresh batch")
     alphabet: str = option(None, "characters to read (default: 0-9A-Z when generating; a folder's label characters)")
     length: str = option("4", "characters per generated captcha: N, or MIN-MAX for variable length (e.g. 4-6)")
@@ -285,7 +287,9 @@ def train(args):
         print(f"training on {replicas} replicas")
         if "y" in fit_data:
             fit_data["x"], fit_data["y"] = backend.fit_to_replicas(replicas, config.batch_size, fit_data["x"], fit_data["y"])
-    run_callbacks, throughput = callbacks.standard(run_dir, steps_per_epoch, samples_per_epoch, monitor="val_sequence_accuracy")
+    run_callbacks, throughput = callbacks.standard(
+        run_dir, steps_per_epoch, samples_per_epoch, monitor="val_sequence_accuracy", patience=config.early_stopping
+    )
     model.fit(
         **fit_data,
         epochs=config.epochs,
@@ -294,12 +298,12 @@ def train(args):
         callbacks=run_callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    if model.stop_training:
+    if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
     runs.save_model(model, run_dir / "model.keras")
 
     metrics, extra = {}, {}
-    if captchas.held_out is not None:
+    if captchas.held_out is not None and config.final_test:
         x_test, truth = captchas.held_out()
         readings, _, speed = timed_read(reader(model), x_test, captchas.alphabet)
         result = score(truth, readings)

@@ -1,9 +1,10 @@
-"""Command line of the IMDB sentiment LSTM: `python -m projects.imdb_lstm train|evaluate|predict|bench`.
+"""Command line of the IMDB sentiment LSTM: `python -m projects.imdb_lstm train|evaluate|predict|bench|tune`.
 
 `bench` finds the newest word2vec vectors trained on IMDB by the word2vec project
 (training them with that project's default recipe when there are none), trains the
 default recipe starting from them and again from random word vectors, and writes
 both results and the picture of the test results into this project's README.
+`tune` searches the training settings on the validation split (common/tune.py).
 """
 
 import argparse
@@ -12,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import cli, runs
+from common import cli, runs, tune
 from common.errors import UserError
 from common.report import update_readme
 from projects.imdb_lstm import train as imdb
@@ -107,11 +108,21 @@ def bench(args):
     print(table)
 
 
+# What `tune` searches by default, around the recipe the flags describe.
+SEARCH_SPACE = {
+    "lr": tune.Range(5e-4, 5e-3, log=True),
+    "batch_size": tune.Choice((64, 128, 256)),
+    "dropout": tune.Range(0.1, 0.5),
+    "embedding_dropout": tune.Range(0.1, 0.4),
+    "weight_decay": tune.Choice((0.0, 1e-2, 1e-1)),
+}
+
 COMMANDS = {
     "train": ("train the sentiment LSTM (defaults: the recipe that reaches the README's figures)", cli.train_flags(imdb.Config), imdb.train),
     "evaluate": ("accuracy, precision, recall, F1 and confusion matrix on the whole test set", add_evaluate_flags, imdb.evaluate),
     "predict": ("label your own reviews positive or negative", add_predict_flags, imdb.predict),
     "bench": ("train the default recipe from word2vec and from random vectors, write the README table", add_bench_flags, bench),
+    "tune": tune.command(imdb.PROJECT, imdb.Config, imdb.train, SEARCH_SPACE, "val_accuracy"),
 }
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ right-padded masks `data.ReviewBatches` makes. Everything is `keras` and
 import keras
 from keras import layers, ops
 
+from common import training
+
 
 @keras.saving.register_keras_serializable(package="imdb_lstm")
 class MaskedGlobalMaxPooling1D(layers.Layer):
@@ -60,18 +62,9 @@ def set_embeddings(model, matrix, trainable):
     layer.trainable = trainable
 
 
-def learning_rate(config, steps_per_epoch):
-    """Linear warm-up over the first 5% of steps, then cosine decay to zero."""
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = max(1, total // 20)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=max(1, total - warmup), warmup_target=config.lr, warmup_steps=warmup
-    )
-
-
 def compile_model(model, config, steps_per_epoch):
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch), global_clipnorm=5.0),
+        optimizer=training.build_optimizer(config, config.epochs * steps_per_epoch),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )

@@ -1,16 +1,20 @@
-"""Command line of the MNIST CNN: `python -m projects.mnist_cnn train|evaluate|predict|bench`.
+"""Command line of the MNIST CNN: `python -m projects.mnist_cnn train|evaluate|predict|bench|tune|compare-...`.
 
 `bench` trains the default recipe on MNIST and on Fashion-MNIST and writes the
-measured table and the prediction picture into this project's README.
+measured table and the prediction picture into this project's README. `tune`
+searches the training settings below on validation data (common/tune.py);
+`compare-optimizers` and `compare-init` are the course's two classic experiments
+(compare.py).
 """
 
 import argparse
 import shutil
 from pathlib import Path
 
-from common import cli, runs
+from common import cli, runs, tune
 from common.report import update_readme
 
+from projects.mnist_cnn import compare
 from projects.mnist_cnn import train as mnist
 
 HERE = Path(__file__).resolve().parent
@@ -71,11 +75,35 @@ def add_bench_flags(parser):
     )
 
 
+# What `tune` searches by default: the settings short runs can judge. Augmentation is
+# left out: it pays off over many epochs, so two-epoch trials would always drop it.
+SEARCH_SPACE = {
+    "lr": tune.Range(1e-3, 2e-2, log=True),
+    "batch_size": tune.Choice((128, 256, 512)),
+    "lr_schedule": tune.Choice(("cosine", "one-cycle", "piecewise")),
+    "warmup": tune.Range(0.0, 0.2),
+    "weight_decay": tune.Choice((0.0, 1e-3, 1e-2, 1e-1)),
+    "dropout": tune.Range(0.1, 0.5),
+}
+
 COMMANDS = {
     "train": ("train the convnet (defaults: the recipe that reaches the README's figures)", cli.train_flags(mnist.Config), mnist.train),
     "evaluate": ("accuracy, per-class accuracy and confusion matrix on the test set", add_evaluate_flags, mnist.evaluate),
     "predict": ("read digits from your own image files or folders", add_predict_flags, mnist.predict),
     "bench": ("train the default recipe on MNIST and Fashion-MNIST, write the README table", add_bench_flags, bench),
+    "tune": tune.command(
+        mnist.PROJECT, mnist.Config, mnist.train, SEARCH_SPACE, "val_accuracy", defaults=mnist.preset, readme=HERE / "README.md"
+    ),
+    "compare-optimizers": (
+        "train one network with SGD, momentum, AdaGrad, RMSProp and Adam; plot and tabulate the curves",
+        lambda parser: cli.add_config_flags(parser, compare.CompareConfig),
+        compare.compare_optimizers,
+    ),
+    "compare-init": (
+        "train one network from zeros, small random, Xavier and He weights, with sigmoid and ReLU; curves and activation histograms",
+        lambda parser: cli.add_config_flags(parser, compare.InitCompareConfig),
+        compare.compare_init,
+    ),
 }
 
 if __name__ == "__main__":

@@ -6,10 +6,34 @@ convolution, random small rotations/shifts/zooms of the training digits (the
 model sees a new variant of each digit every epoch), and a learning rate that warms
 up and then decays along a cosine to zero. The augmentation layers are part of the
 model and only act in training, so the saved model takes raw 0-255 pixels as is.
+
+The initialiser and batch normalisation are settings (`--initializer`,
+`--no-batch-norm`), to see what each contributes; the optimiser and its schedule
+come from `common.training`.
 """
 
 import keras
 from keras import layers
+
+
+# Kernel initialisers by name. "random_normal" is the classic small random start,
+# N(0, 0.01²), whose signal fades layer after layer; "zeros" makes every unit of a
+# layer the same, so they all stay the same.
+INITIALIZERS = {
+    "glorot_uniform": "glorot_uniform",  # Xavier; Keras' default
+    "glorot_normal": "glorot_normal",
+    "he_normal": "he_normal",  # suits ReLU
+    "he_uniform": "he_uniform",
+    "lecun_normal": "lecun_normal",
+    "random_normal": lambda: keras.initializers.RandomNormal(stddev=0.01),
+    "zeros": "zeros",
+}
+
+
+def initializer(name):
+    """A fresh Keras initializer for `name` (one per layer: layers must not share a seeded one)."""
+    made = INITIALIZERS[name]
+    return made() if callable(made) else keras.initializers.get(made)
 
 
 def batch_norm():
@@ -18,8 +42,11 @@ def batch_norm():
     return layers.BatchNormalization(momentum=0.9)
 
 
-def conv_block(filters, size):
-    return [layers.Conv2D(filters, size, use_bias=False), batch_norm(), layers.ReLU()]
+def weighted_block(layer, units, config, *args):
+    """Conv2D or Dense, then batch norm (which makes a bias redundant) when it is on, then ReLU."""
+    normalised = config.batch_norm
+    weighted = layer(units, *args, use_bias=not normalised, kernel_initializer=initializer(config.initializer))
+    return [weighted, *([batch_norm()] if normalised else []), layers.ReLU()]
 
 
 def build_model(config, input_shape=(28, 28, 1), num_classes=10):
@@ -38,28 +65,18 @@ def build_model(config, input_shape=(28, 28, 1), num_classes=10):
             keras.Input(input_shape),
             layers.Rescaling(1.0 / 255),
             *augmentation,
-            *conv_block(32, 5),
+            *weighted_block(layers.Conv2D, 32, config, 5),
             layers.MaxPooling2D(),
-            *conv_block(64, 3),
-            *conv_block(64, 3),
+            *weighted_block(layers.Conv2D, 64, config, 3),
+            *weighted_block(layers.Conv2D, 64, config, 3),
             layers.MaxPooling2D(),
             layers.Flatten(),
             layers.Dropout(config.dropout / 2),
-            layers.Dense(128, use_bias=False),
-            batch_norm(),
-            layers.ReLU(),
+            *weighted_block(layers.Dense, 128, config),
             layers.Dropout(config.dropout),
-            layers.Dense(num_classes),
+            layers.Dense(num_classes, kernel_initializer=initializer(config.initializer)),
             layers.Activation("softmax", dtype="float32"),  # probabilities in float32 under mixed precision
         ],
         name="mnist_cnn",
     )
 
-
-def learning_rate(config, steps_per_epoch):
-    """Linear warm-up over the first 5% of steps, then cosine decay to zero."""
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = max(1, total // 20)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=total - warmup, warmup_target=config.lr, warmup_steps=warmup
-    )

@@ -1,8 +1,9 @@
 """Training, evaluation and prediction for the MNIST convnet.
 
 `train` fits the model with the shared callbacks (resumable, logged), scores it on
-the test set once at the end and writes the run's summary and a picture of test
-digits with their predicted labels, mistakes framed in red. `evaluate` re-scores a
+the test set once at the end (unless told not to: tune's trials are scored on
+validation data only) and writes the run's summary and a picture of test digits
+with their predicted labels, mistakes framed in red. `evaluate` re-scores a
 saved model in depth (per-class accuracy, confusion matrix); `predict` reads
 users' own image files.
 """
@@ -12,25 +13,24 @@ import sys
 import time
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 import pandas as pd
 
-from common import backend, callbacks, cli, images, runs
+from common import backend, callbacks, cli, images, runs, training
 from common.cli import option
 from common.errors import UserError
 from projects.mnist_cnn import data
-from projects.mnist_cnn.model import build_model, learning_rate
+from projects.mnist_cnn.model import INITIALIZERS, build_model
 
 PROJECT = "mnist_cnn"
 
 
 @dataclass
-class Config(cli.TrainConfig):
+class Config(training.TrainingConfig):
     dataset: str = option("mnist", "which dataset", choices=sorted(data.CLASS_NAMES))
     epochs: int = option(20, "training epochs")
     batch_size: int = option(256, "examples per training step")
-    lr: float = option(4e-3, "peak learning rate (Adam, warm-up then cosine decay)")
+    lr: float = option(4e-3, "peak learning rate")
     val_split: float = option(0.05, "fraction of the training set held out for validation")
     augment: bool = option(True, "random rotations, shifts and zooms of training images")
     rotation: float = option(10.0, "largest random rotation, degrees")
@@ -38,11 +38,12 @@ class Config(cli.TrainConfig):
     zoom: float = option(0.1, "largest random zoom, fraction")
     flip: bool = option(False, "random horizontal flips (clothes, not digits)")
     dropout: float = option(0.4, "dropout before the classifier (half of it after the convolutions)")
+    initializer: str = option("glorot_uniform", "how the kernels start (random_normal: N(0, 0.01²))", choices=sorted(INITIALIZERS))
+    batch_norm: bool = option(True, "batch normalisation after every convolution and the dense layer")
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 <= self.val_split < 1:
-            raise UserError(f"--val-split must be in [0, 1), got {self.val_split}")
+        training.check_choice("--initializer", self.initializer, sorted(INITIALIZERS))
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
 
@@ -69,9 +70,12 @@ def prediction_grid(model, x, y, class_names, path, count=100):
     return images.save_image(picture, path)
 
 
+def preset(chosen):
+    return PRESETS.get(chosen.get("dataset", "mnist"), {})
+
+
 def train(args):
     started = time.time()
-    preset = PRESETS.get(getattr(args, "dataset", "mnist"), {})
     config, resume_dir = cli.resolve_config(PROJECT, Config, args, defaults=preset)
     (x_train, y_train), (x_test, y_test) = data.load(config)
     run_dir = cli.open_run(PROJECT, config, resume_dir)
@@ -85,7 +89,7 @@ def train(args):
     with scope:
         model = build_model(config)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
+            optimizer=training.build_optimizer(config, config.epochs * steps_per_epoch),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
@@ -95,7 +99,7 @@ def train(args):
         if validation:
             validation = backend.fit_to_replicas(replicas, config.batch_size, *validation)
     run_callbacks, throughput = callbacks.standard(
-        run_dir, steps_per_epoch, len(x_train), monitor="val_accuracy" if validation else None
+        run_dir, steps_per_epoch, len(x_train), monitor="val_accuracy" if validation else None, patience=config.early_stopping
     )
     model.fit(
         x_train,
@@ -106,23 +110,27 @@ def train(args):
         callbacks=run_callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    if model.stop_training:
+    if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
-
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
     runs.save_model(model, run_dir / "model.keras")
-    prediction_grid(model, x_test, y_test, data.CLASS_NAMES[config.dataset], run_dir / "samples" / "test_predictions.png")
+
+    metrics = {}
+    if config.final_test:
+        test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+        metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss}
+        prediction_grid(model, x_test, y_test, data.CLASS_NAMES[config.dataset], run_dir / "samples" / "test_predictions.png")
+        print(f"test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}")
     cli.finish_run(
         run_dir,
         config,
         started,
         throughput,
-        {"test_accuracy": test_accuracy, "test_loss": test_loss},
+        metrics,
         resumed=resume_dir is not None,
         replicas=replicas,
         parameters=model.count_params(),
     )
-    print(f"test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}; run saved in {run_dir}")
+    print(f"run saved in {run_dir}")
     return run_dir
 
 

@@ -1,0 +1,145 @@
+"""How a model is optimised: optimizer, learning-rate schedule, weight decay, clipping.
+
+The course's training techniques as settings every `model.fit` project shares, so a
+user can try them from the command line (`--optimizer momentum --lr-schedule
+piecewise --weight-decay 1e-4 --clipnorm 1 --early-stopping 3`) and `tune` can
+search them. Everything is Keras' own: its optimizers (with their `weight_decay`
+and `global_clipnorm`), its schedules (CosineDecay has the warm-up built in) and
+its EarlyStopping callback (in `common.callbacks`). The only piece written here is
+a linear warm-up in front of the schedules that lack one.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+
+import keras
+from keras import ops
+
+from common import cli
+from common.cli import option
+from common.errors import UserError
+
+MOMENTUM = 0.9  # for "momentum" and "nesterov"
+OPTIMIZERS = {
+    "sgd": keras.optimizers.SGD,
+    "momentum": partial(keras.optimizers.SGD, momentum=MOMENTUM),
+    "nesterov": partial(keras.optimizers.SGD, momentum=MOMENTUM, nesterov=True),
+    "adagrad": keras.optimizers.Adagrad,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adam": keras.optimizers.Adam,
+}
+SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "one-cycle")
+ONE_CYCLE_RISE = 0.3  # one-cycle climbs from lr / 25 to lr over this share of the steps
+PIECEWISE_DROPS = (0.5, 0.75)  # piecewise: x0.1 at half and at three quarters of the steps
+EXPONENTIAL_END = 0.01  # exponential: the last step's rate, as a share of --lr
+NOT_DECAYED = ("bias", "gamma", "beta")  # weight decay shrinks weights, not biases and normalisation scales
+
+
+@dataclass
+class TrainingConfig(cli.TrainConfig):
+    """TrainConfig plus how to optimise; projects trained with `model.fit` derive their Config from it."""
+
+    optimizer: str = option("adam", "optimizer (momentum and nesterov: SGD with momentum 0.9)", choices=sorted(OPTIMIZERS))
+    lr_schedule: str = option("cosine", "how the learning rate changes over the run", choices=SCHEDULES)
+    warmup: float = option(
+        0.05, "share of all steps over which the learning rate rises linearly from 0 to --lr "
+        f"(one-cycle instead rises from lr/25 over its first {ONE_CYCLE_RISE * 100:.0f}%% of the steps)"
+    )
+    weight_decay: float = option(
+        0.0, "weight decay: each step shrinks the weights by lr x this, apart from the gradient (so adam with it is AdamW; "
+        "plain sgd: L2 regularisation); biases and batch-norm scales are left alone (0: off)"
+    )
+    clipnorm: float = option(0.0, "clip the gradients' global norm to this (0: off)")
+    early_stopping: int = option(0, "stop when the validation metric has not improved for this many epochs, keeping the best weights (0: off)")
+    val_split: float = option(0.1, "fraction of the training set held out for validation")
+    final_test: bool = option(True, "score the test set once training ends (tune's trials leave it out: they are scored on validation data)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("--optimizer", self.optimizer, sorted(OPTIMIZERS))
+        check_choice("--lr-schedule", self.lr_schedule, SCHEDULES)
+        if not 0 <= self.warmup < 1:
+            raise UserError(f"--warmup must be in [0, 1) (a share of all steps), got {self.warmup}")
+        for name in ("weight_decay", "clipnorm", "early_stopping"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be 0 (off) or positive, got {getattr(self, name)}")
+        if not 0 <= self.val_split < 1:
+            raise UserError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.early_stopping and not self.val_split:
+            raise UserError("--early-stopping watches the validation split; give --val-split a positive fraction")
+
+
+def check_choice(flag, value, accepted):
+    if value not in accepted:
+        raise UserError(f"{flag} must be one of {', '.join(accepted)}; got {value!r}")
+
+
+@keras.saving.register_keras_serializable(package="common")
+class LinearWarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """Rises linearly from 0 to `peak` over `warmup_steps`, then follows `after` (or stays at `peak`)."""
+
+    def __init__(self, peak, warmup_steps, after=None):
+        self.peak, self.warmup_steps, self.after = float(peak), int(warmup_steps), after
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rising = self.peak * step / self.warmup_steps
+        settled = self.after(step) if self.after is not None else self.peak
+        return ops.where(step < self.warmup_steps, rising, ops.cast(settled, "float32"))
+
+    def get_config(self):
+        after = keras.optimizers.schedules.serialize(self.after) if self.after is not None else None
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "after": after}
+
+    @classmethod
+    def from_config(cls, config):
+        after = config["after"] and keras.optimizers.schedules.deserialize(config["after"])
+        return cls(config["peak"], config["warmup_steps"], after)
+
+
+def warmup_steps(fraction, total_steps):
+    """`fraction` of the steps, rounded down (at least 1 when there is a warm-up at all)."""
+    if fraction <= 0:
+        return 0
+    return max(1, int(total_steps * fraction + 1e-6))  # the 1e-6: 0.05 * 20 must give 1, not 0.999...
+
+
+def learning_rate_schedule(config, total_steps):
+    """The learning rate per step for `config.lr_schedule`: a float (constant) or a Keras schedule."""
+    check_choice("--lr-schedule", config.lr_schedule, SCHEDULES)
+    lr, total = config.lr, max(1, int(total_steps))
+    schedules = keras.optimizers.schedules
+    if config.lr_schedule in ("cosine", "one-cycle"):
+        if config.lr_schedule == "one-cycle":
+            start, rise = lr / 25, warmup_steps(ONE_CYCLE_RISE, total)
+        else:
+            start, rise = 0.0, warmup_steps(config.warmup, total)
+        if not rise:
+            return schedules.CosineDecay(lr, decay_steps=total)
+        return schedules.CosineDecay(start, decay_steps=max(1, total - rise), warmup_target=lr, warmup_steps=rise)
+    if config.lr_schedule == "piecewise":
+        boundaries = [int(total * share) for share in PIECEWISE_DROPS]
+        decay = schedules.PiecewiseConstantDecay(boundaries, [lr, lr * 0.1, lr * 0.01])
+    elif config.lr_schedule == "exponential":
+        decay = schedules.ExponentialDecay(lr, decay_steps=total, decay_rate=EXPONENTIAL_END)
+    else:
+        decay = None
+    rise = warmup_steps(config.warmup, total)
+    if rise:
+        return LinearWarmUp(lr, rise, decay)
+    return decay if decay is not None else lr
+
+
+def build_optimizer(config, total_steps):
+    """The Keras optimizer `config` names, on its schedule, with its weight decay and gradient clipping."""
+    check_choice("--optimizer", config.optimizer, sorted(OPTIMIZERS))
+    if not config.lr > 0:
+        raise UserError(f"--lr must be positive, got {config.lr}")
+    optimizer = OPTIMIZERS[config.optimizer](
+        learning_rate_schedule(config, total_steps),
+        weight_decay=config.weight_decay or None,
+        global_clipnorm=config.clipnorm or None,
+    )
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NOT_DECAYED))
+    return optimizer

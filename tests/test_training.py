@@ -1,0 +1,227 @@
+"""The shared training techniques: flags reach the optimizer and the model, schedules, tune, compare."""
+
+import argparse
+import json
+import math
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from common import callbacks, cli, training, tune
+from common.errors import UserError
+from conftest import ROOT, assert_one_line_error, run_cli
+from projects.captcha.train import Config as CaptchaConfig
+from projects.imdb_lstm.train import Config as ImdbConfig
+from projects.mnist_cnn import __main__ as mnist_cli
+from projects.mnist_cnn.model import build_model
+from projects.mnist_cnn.train import Config
+
+
+def config_from_flags(argv, config_class=Config):
+    parser = argparse.ArgumentParser()
+    cli.add_config_flags(parser, config_class)
+    return cli.config_from_args(config_class, parser.parse_args(argv))
+
+
+def rate(schedule, step):
+    return float(schedule(step)) if callable(schedule) else float(schedule)
+
+
+def run_mnist(*argv):
+    """`python -m projects.mnist_cnn ...` in this process (no second start-up); returns the exit status."""
+    with pytest.raises(SystemExit) as exit:
+        cli.run_commands("mnist", "", mnist_cli.COMMANDS, [str(a) for a in argv])
+    return exit.value.code
+
+
+def test_flags_reach_the_optimizer():
+    config = config_from_flags(
+        ["--optimizer", "momentum", "--lr", "0.1", "--lr-schedule", "piecewise", "--warmup", "0", "--weight-decay", "1e-4", "--clipnorm", "1.5"]
+    )
+    optimizer = training.build_optimizer(config, total_steps=100)
+    assert type(optimizer) is keras.optimizers.SGD and optimizer.momentum == 0.9 and not optimizer.nesterov
+    assert optimizer.weight_decay == pytest.approx(1e-4) and optimizer.global_clipnorm == 1.5
+    assert [rate(optimizer._learning_rate, step) for step in (0, 50, 51, 76)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    expected = {"sgd": keras.optimizers.SGD, "nesterov": keras.optimizers.SGD, "adagrad": keras.optimizers.Adagrad,
+                "rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+    for name, kind in expected.items():
+        optimizer = training.build_optimizer(config_from_flags(["--optimizer", name]), total_steps=100)
+        assert type(optimizer) is kind and optimizer.weight_decay is None and optimizer.global_clipnorm is None
+    assert training.build_optimizer(config_from_flags(["--optimizer", "nesterov"]), 100).nesterov
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",  # lr 0.1, 100 steps, warm-up 10% where a schedule has one: {step: rate}
+    [
+        ("constant", {0: 0.0, 5: 0.05, 10: 0.1, 99: 0.1}),
+        ("piecewise", {5: 0.05, 50: 0.1, 51: 0.01, 75: 0.01, 76: 0.001}),
+        ("exponential", {5: 0.05, 50: 0.01, 100: 0.001}),
+        ("cosine", {0: 0.0, 5: 0.05, 10: 0.1, 55: 0.05, 100: 0.0}),
+        ("one-cycle", {0: 0.004, 30: 0.1, 65: 0.05, 100: 0.0}),
+    ],
+)
+def test_schedule_values_at_given_steps(schedule, expected):
+    learning_rate = training.learning_rate_schedule(Config(lr=0.1, lr_schedule=schedule, warmup=0.1), total_steps=100)
+    assert {step: rate(learning_rate, step) for step in expected} == pytest.approx(expected, abs=1e-7)
+    if callable(learning_rate):  # saved with best.keras: the schedule must come back the same
+        restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(learning_rate))
+        assert rate(restored, 7) == pytest.approx(rate(learning_rate, 7))
+
+
+def test_project_defaults_keep_their_recipes():
+    """MNIST and IMDB warm up over 5% then follow a cosine; captcha warms up over 3%; IMDB and captcha clip at 5."""
+    for config, warmup_percent, clipnorm in ((Config(), 5, None), (ImdbConfig(), 5, 5.0), (CaptchaConfig(), 3, 5.0)):
+        for total in (7, 100, 4460, 6000):
+            optimizer = training.build_optimizer(config, total)
+            schedule = optimizer._learning_rate
+            assert type(optimizer) is keras.optimizers.Adam and optimizer.global_clipnorm == clipnorm
+            warmup = max(1, total * warmup_percent // 100)
+            assert (schedule.warmup_steps, schedule.decay_steps, schedule.warmup_target) == (warmup, total - warmup, config.lr)
+
+
+def test_model_knobs_reach_the_layers():
+    default = build_model(Config())
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in default.layers)
+    assert all(type(layer.kernel_initializer).__name__ == "GlorotUniform" for layer in default.layers if hasattr(layer, "kernel"))
+    plain = build_model(Config(initializer="he_normal", batch_norm=False, dropout=0.2))
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+    weighted = [layer for layer in plain.layers if hasattr(layer, "kernel")]
+    assert len(weighted) == 5 and all(type(layer.kernel_initializer).__name__ == "HeNormal" and layer.use_bias for layer in weighted)
+    assert [layer.rate for layer in plain.layers if isinstance(layer, keras.layers.Dropout)] == [0.1, 0.2]
+    small = build_model(Config(initializer="random_normal"))
+    assert np.std(np.asarray(small.layers[-2].kernel)) == pytest.approx(0.01, rel=0.2)
+
+
+def test_early_stopping_stops_and_is_not_taken_for_a_nan(tmp_path):
+    run_callbacks, _ = callbacks.standard(tmp_path, 4, 64, monitor="val_accuracy", patience=2)
+    stopper = [c for c in run_callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
+    assert len(stopper) == 1 and stopper[0].patience == 2 and stopper[0].restore_best_weights
+    assert not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks.standard(tmp_path, 4, 64, patience=2)[0])
+
+    x, y = np.random.default_rng(0).normal(size=(64, 3)).astype("float32"), np.zeros(64, "int32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    stopping = [keras.callbacks.TerminateOnNaN(), stopper[0]]
+    model.fit(x, y, validation_data=(x, y), epochs=10, callbacks=stopping, verbose=0)  # nothing improves
+    assert model.stop_training and stopper[0].stopped_epoch == 2 and not callbacks.diverged(model, stopping)
+    x[5] = np.nan
+    model.fit(x, y, epochs=3, callbacks=[keras.callbacks.TerminateOnNaN()], verbose=0)
+    assert callbacks.diverged(model, [keras.callbacks.TerminateOnNaN()])
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"optimizer": "adamw"}, "--optimizer must be one of adagrad, adam, momentum, nesterov, rmsprop, sgd; got 'adamw'"),
+        ({"lr_schedule": "linear"}, "--lr-schedule must be one of constant, piecewise, exponential, cosine, one-cycle"),
+        ({"lr": -0.1}, "--lr must be positive"),
+        ({"warmup": 1.5}, "--warmup must be in [0, 1)"),
+        ({"weight_decay": -1e-4}, "--weight-decay must be 0 (off) or positive"),
+        ({"early_stopping": 3, "val_split": 0.0}, "--early-stopping watches the validation split"),
+        ({"initializer": "ones"}, "--initializer must be one of"),
+    ],
+)
+def test_bad_settings_are_clear_errors(settings, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        Config(**settings)
+
+
+@pytest.mark.backend_independent
+def test_config_files_are_checked(tmp_path):
+    def read(content):
+        (tmp_path / "c.json").write_text(json.dumps(content))
+        return cli.read_config_file(tmp_path / "c.json", Config)
+
+    assert read({"config": {"lr": 1, "out": "runs/old", "optimizer": "sgd"}}) == {"lr": 1.0, "optimizer": "sgd"}
+    for content, message in [
+        ({"lrr": 0.1}, "unknown setting lrr; the settings are"),
+        ({"batch_size": 2.5}, "batch_size must be int, got 2.5"),
+        ({"augment": "yes"}, "augment must be bool"),
+        ({"lr_schedule": "step"}, "lr_schedule must be one of constant, piecewise"),
+        ([1, 2], "holds no settings"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            read(content)
+
+
+@pytest.mark.backend_independent
+def test_search_spaces_parse_narrow_and_refuse_empty_ones():
+    base = {k: v for k, v in vars(Config()).items()}
+    space = tune.parse_space(["lr=log:1e-4:1e-1", "batch-size=int:32:512", "dropout=float:0:0.5", "optimizer=adam,momentum", "augment=true,false"], Config)
+    assert space["lr"] == tune.Range(1e-4, 1e-1, log=True) and space["augment"] == tune.Choice((True, False))
+    tune.check_space(space, Config, base)
+    rng = np.random.default_rng(0)
+    samples = [{k: s.sample(rng) for k, s in space.items()} for _ in range(50)]
+    assert all(1e-4 <= s["lr"] <= 1e-1 and isinstance(s["batch_size"], int) and 32 <= s["batch_size"] <= 512 for s in samples)
+    narrowed = space["lr"].narrow([1e-3, 2e-3])  # log space: a quarter of the 3 decades beyond the best values
+    assert narrowed.low == pytest.approx(1e-3 / 10**0.75) and narrowed.high == pytest.approx(2e-3 * 10**0.75)
+    assert space["optimizer"].narrow(["momentum"]) == tune.Choice(("momentum",))
+    assert space["batch_size"].narrow([64, 64]) == tune.Range(32, 184, integer=True)
+
+    for texts, message in [
+        ([], "the search space is empty: nothing to tune; give --space NAME=log:LOW:HIGH"),
+        (["lr=log:1e-2:1e-4"], "--space lr: the range 0.01..0.0001 is empty"),
+        (["optimizer="], "--space optimizer: no options to choose from"),
+        (["lr=log:0:1"], "a log range needs positive bounds"),
+        (["learning_rate=log:1e-4:1e-2"], "'learning_rate' is not a setting; the settings are"),
+        (["optimizer=adam,adamw"], "--optimizer must be one of adagrad, adam"),
+        (["lr=float:-1:1"], "--lr must be positive"),
+        (["optimizer=log:1:2"], "takes choices"),
+        (["batch_size=64,lots"], "'lots' is not a whole number"),
+    ]:
+        with pytest.raises(UserError, match=message.replace("(", r"\(")):
+            tune.check_space(tune.parse_space(texts, Config), Config, base)
+
+
+@pytest.mark.backend_independent
+def test_bad_config_file_is_one_line_through_the_cli(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text('{"optimizer": "adamw"}')
+    result = run_cli("projects.mnist_cnn", "train", "--config", tmp_path / "bad.json", "--out", tmp_path / "run")
+    assert_one_line_error(result, "optimizer must be one of adagrad, adam, momentum, nesterov, rmsprop, sgd")
+    assert not (tmp_path / "run").exists()
+    assert run_mnist("tune", "--tiny", "--space", "dropout=float:0.5:0.1", "--out", tmp_path / "tune") == 2
+    assert capsys.readouterr().err.strip() == "error: --space dropout: the range 0.5..0.1 is empty (low > high)"
+
+
+@pytest.mark.backend_independent
+def test_tune_records_trials_and_best_config_that_train_takes(tmp_path):
+    tune_dir, readme = tmp_path / "tune", (ROOT / "projects" / "mnist_cnn" / "README.md").read_bytes()
+    status = run_mnist("tune", "--tiny", "--batch-size", "128", "--trials", "2", "--rounds", "2", "--trial-epochs", "1",
+                       "--readme", "--out", tune_dir)
+    assert status == 0
+    trials = pd.read_csv(tune_dir / "trials.csv")
+    assert list(trials["trial"]) == ["default", "r1-t1", "r1-t2", "r2-t1", "r2-t2"] and trials["score"].notna().all()
+    assert set(mnist_cli.SEARCH_SPACE) <= set(trials.columns) and trials["score"].between(0, 1).all()
+    for trial in trials["trial"]:  # scored on validation data only: the test set is never touched
+        summary = json.loads((tune_dir / trial / "summary.json").read_text())
+        assert summary["metrics"] == {} and summary["epochs"] == 1
+        assert not (tune_dir / trial / "samples" / "test_predictions.png").exists()
+    best = json.loads((tune_dir / "best.json").read_text())
+    winner = trials[trials["round"] > 0].sort_values("score", ascending=False).iloc[0]
+    assert best["lr"] == pytest.approx(winner["lr"]) and best["epochs"] == Config.epochs and best["final_test"]
+    assert (ROOT / "projects" / "mnist_cnn" / "README.md").read_bytes() == readme  # --tiny is no measurement
+
+    assert run_mnist("train", "--config", tune_dir / "best.json", "--epochs", "1", "--out", tmp_path / "run") == 0
+    used = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert {k: v for k, v in used.items() if k not in ("out", "epochs")} == {k: v for k, v in best.items() if k != "epochs"}
+    assert "test_accuracy" in json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]
+
+
+@pytest.mark.backend_independent
+def test_compare_commands_write_their_pictures_and_tables(tmp_path):
+    tiny = ["--tiny", "--epochs", "1", "--batch-size", "256"]
+    assert run_mnist("compare-optimizers", *tiny, "--out", tmp_path / "optimizers") == 0
+    assert run_mnist("compare-init", *tiny, "--out", tmp_path / "init") == 0
+    for folder, pictures, rows in (("optimizers", ["curves.png"], 5), ("init", ["curves.png", "activations.png"], 8)):
+        for picture in pictures:
+            assert (tmp_path / folder / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        table = pd.read_csv(tmp_path / folder / "results.csv")
+        assert len(table) == rows and table["final val accuracy"].between(0, 1).all()
+    optimizers = pd.read_csv(tmp_path / "optimizers" / "results.csv")
+    assert list(optimizers["optimizer"]) == ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
+    init = pd.read_csv(tmp_path / "init" / "results.csv")
+    zeros = init[(init["initialisation"] == "zeros") & (init["activation"] == "relu")].iloc[0]
+    assert math.isclose(zeros["final train loss"], math.log(10), rel_tol=0.05)  # all-zero weights learn nothing
