@@ -63,12 +63,19 @@ def cli():
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "backend_independent: the test exercises no backend-specific code; it runs under TensorFlow only"
+        "markers",
+        "backend_independent: what the test checks does not depend on the Keras backend (files, command-line "
+        "errors, reports, Keras' own resume and precision handling); it runs under TensorFlow only",
     )
 
 
 def pytest_collection_modifyitems(config, items):
-    """`make test` runs the suite once per backend; tests that cannot differ between backends run once."""
+    """`make test` runs the suite once per backend; tests that cannot differ between backends run once.
+
+    The JAX run keeps what JAX can get wrong: the math of losses and decoders, the
+    custom gradient steps, one end-to-end training run per project and reloading
+    what it saved. File handling and command-line behaviour are checked once.
+    """
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         return
     skip = pytest.mark.skip(reason="backend-independent: run under the TensorFlow backend")

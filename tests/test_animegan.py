@@ -109,6 +109,7 @@ def test_grey_keeps_three_channels_of_luma():
 # --- edge smoothing -------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_edge_smoothing_blurs_only_near_edges():
     image = np.zeros((32, 32, 3), np.uint8)
     image[:, 16:] = 255  # one vertical edge between columns 15 and 16
@@ -125,6 +126,7 @@ def test_edge_smoothing_blurs_only_near_edges():
     assert data.gaussian_kernel().sum() == pytest.approx(1.0)
 
 
+@pytest.mark.backend_independent
 def test_prepare_writes_smoothed_copies_and_keeps_existing_ones(tmp_path):
     style = tmp_path / "style"
     style.mkdir()
@@ -182,6 +184,7 @@ def test_train_writes_a_complete_run(trained):
     assert config["content_weight"] == animegan.PRESETS["hayao"]["content_weight"] and config["crop_size"] == 32
 
 
+@pytest.mark.backend_independent
 def test_presets_set_the_weights_and_flags_override_them():
     args = argparse.Namespace(preset="paprika", color_weight=7.0, tiny=True)
     config, _ = animegan.resolve(args)
@@ -215,6 +218,7 @@ def test_convert_a_photo_of_any_size_and_mode(trained, converter, tmp_path):
         convert.convert(convert_args(trained, tmp_path / "photo2.jpg"))
 
 
+@pytest.mark.backend_independent
 def test_a_huge_photo_is_scaled_down_with_a_note(converter, tmp_path, capsys, monkeypatch):
     source = picture(tmp_path / "panorama.png", (10_000, 40))
     monkeypatch.setattr(converter, "max_side", 500)
@@ -224,6 +228,7 @@ def test_a_huge_photo_is_scaled_down_with_a_note(converter, tmp_path, capsys, mo
         assert result.size == (500, 2)
 
 
+@pytest.mark.backend_independent
 def test_convert_a_folder_reports_the_file_it_cannot_read(trained, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -252,6 +257,7 @@ def test_convert_a_video_frame_by_frame(converter, tmp_path):
     assert len(frames) == 6 and frames[0].shape == (24, 32, 3) and fps == pytest.approx(10)
 
 
+@pytest.mark.backend_independent
 def test_a_video_that_cannot_be_decoded_is_one_clear_error(converter, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x01 this is not a video" * 10)
@@ -271,6 +277,7 @@ def test_export_reloads_and_converts_the_same(trained, tmp_path, capsys):
 # --- bad input ------------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path):
     photos, style = tmp_path / "photos", tmp_path / "style"
     photos.mkdir(), style.mkdir()
@@ -286,6 +293,7 @@ def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path):
     assert pictures.style[0].shape[2] == 6 and pictures.validation.shape == (2, side, side, 3)
 
 
+@pytest.mark.backend_independent
 def test_too_few_style_pictures_for_the_batch_is_one_line(tmp_path, cli):
     photos, style = tmp_path / "photos", tmp_path / "style"
     photos.mkdir(), style.mkdir()
@@ -297,6 +305,7 @@ def test_too_few_style_pictures_for_the_batch_is_one_line(tmp_path, cli):
     assert_one_line_error(result, "--style", "holds 1 usable image", "--batch-size 4")
 
 
+@pytest.mark.backend_independent
 def test_missing_files_are_clear_errors(trained, tmp_path):
     config = animegan.Config(**{k: v for k, v in TINY.items()}, crop_size=32)
     config.backbone_weights = str(tmp_path / "vgg.weights.h5")

@@ -71,6 +71,7 @@ def test_train_writes_a_complete_run_and_learns(trained):
     assert not (run_dir / "backup").exists()  # removed once the run finished
 
 
+@pytest.mark.backend_independent
 def test_evaluate_scores_the_held_out_set_again(trained, cli):
     run_dir, _ = trained
     result = cli("projects.captcha", "evaluate", "--model", run_dir)
@@ -170,6 +171,7 @@ def test_lengths_and_settings_are_checked():
         captcha.check_fits((64, 24), 6)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own, when it backs up TensorFlow variables
 def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     folder = tmp_path / "mine"

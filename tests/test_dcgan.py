@@ -50,6 +50,7 @@ def test_train_writes_a_complete_run_and_both_losses_move(trained):
     assert metrics["real_score"].iloc[-1] > metrics["fake_score"].iloc[-1]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
@@ -81,6 +82,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypa
         dcgan.train(argparse.Namespace(resume=str(run_dir)))
 
 
+@pytest.mark.backend_independent
 def test_generate_writes_pngs_or_one_array(trained, tmp_path):
     result = run_cli("projects.dcgan", "generate", "--model", trained, "--n", "7", "--out", tmp_path / "many.npz", "--seed", "3")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -102,6 +104,7 @@ def test_generate_writes_pngs_or_one_array(trained, tmp_path):
     assert np.array_equal(dcgan.draw(generator, 7, 3), generated)  # the seed fixes the images
 
 
+@pytest.mark.backend_independent
 def test_evaluate_scores_generated_digits_with_a_classifier(trained, tmp_path):
     fake_mnist(tmp_path / "mnist", train=60, test=40)
     classifier = keras.Sequential(
@@ -120,6 +123,7 @@ def test_evaluate_scores_generated_digits_with_a_classifier(trained, tmp_path):
     assert (trained / "samples" / "evaluation.png").exists()
 
 
+@pytest.mark.backend_independent
 def test_frechet_distance():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((4000, 3))
@@ -160,6 +164,7 @@ def mixed_folder(folder):
     return 6
 
 
+@pytest.mark.backend_independent
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_folder_of_mixed_images_trains_and_skips_bad_files(tmp_path, capsys):
     good = mixed_folder(tmp_path / "mine")
@@ -176,6 +181,7 @@ def test_a_folder_of_mixed_images_trains_and_skips_bad_files(tmp_path, capsys):
     assert generator.output_shape == (None, 16, 16, 3)
 
 
+@pytest.mark.backend_independent
 def test_folders_without_images_are_one_line_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli("projects.dcgan", "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")

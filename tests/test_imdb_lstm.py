@@ -72,6 +72,7 @@ def test_train_from_word_vectors_writes_a_complete_run_and_learns(trained):
     assert not (run_dir / "backup").exists()
 
 
+@pytest.mark.backend_independent
 def test_evaluate_scores_the_test_set_again(trained, cli):
     run_dir, _ = trained
     result = cli("projects.imdb_lstm", "evaluate", "--model", run_dir)
@@ -85,6 +86,7 @@ def test_evaluate_scores_the_test_set_again(trained, cli):
     assert (run_dir / "samples" / "evaluation.png").exists()
 
 
+@pytest.mark.backend_independent
 def test_predict_reads_arguments_files_and_stdin(trained, tmp_path):
     run_dir, _ = trained
     latin1 = tmp_path / "latin1.txt"
@@ -171,6 +173,7 @@ def test_batches_group_similar_lengths_and_pad_at_the_end():
     assert np.concatenate(batches.batches).tolist() != first_epoch  # a new order every epoch
 
 
+@pytest.mark.backend_independent
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own, when it backs up TensorFlow variables
 def test_own_folder_of_reviews_trains_from_random_vectors(tmp_path, capsys):
     folder = tmp_path / "mine"
@@ -229,6 +232,7 @@ def test_bad_input_on_the_command_line_is_one_line(cli, tmp_path):
     assert_one_line_error(result, "has no pos/ and neg/ folders")
 
 
+@pytest.mark.backend_independent
 def test_bench_starts_from_the_newest_default_word2vec_run(tmp_path, monkeypatch):
     from projects.imdb_lstm import __main__ as command_line
 

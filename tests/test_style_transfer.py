@@ -101,6 +101,7 @@ def test_optimisation_lowers_the_loss():
 # --- the commands -------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_stylize_by_optimisation_keeps_orientation_and_aspect(cli, tmp_path):
     # Stored 64x40 with an EXIF tag saying "rotate 90°": upright, it is 40 wide and 64 high.
     exif = Image.Exif()
@@ -156,6 +157,7 @@ def test_export_reloads_with_the_same_output(trained, tmp_path):
     assert np.abs(got.astype(np.int16) - expected).max() <= 1
 
 
+@pytest.mark.backend_independent
 def test_evaluate_scores_outputs_against_the_trained_style(trained, tmp_path, capsys):
     photo = photo_file(tmp_path / "p.png", (32, 24))
     args = argparse.Namespace(model=str(trained), input=[str(photo)], max_size=None, style=None, backbone=None,
@@ -167,6 +169,7 @@ def test_evaluate_scores_outputs_against_the_trained_style(trained, tmp_path, ca
     assert "stylised" in capsys.readouterr().out
 
 
+@pytest.mark.backend_independent
 def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     base = dict(tiny=True, epochs=2, out=str(run_dir), filters=4, residual_blocks=1, **settings())
@@ -198,6 +201,7 @@ def test_network_output_has_the_input_size():
 # --- bad input ------------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("mode", ["CMYK", "RGBA", "P", "L", "I;16"])
 def test_odd_image_modes_load_as_rgb(tmp_path, mode):
     if mode == "I;16":
@@ -211,6 +215,7 @@ def test_odd_image_modes_load_as_rgb(tmp_path, mode):
         assert array.max() > 200  # 16-bit values scaled to 8 bits, not clipped to black or white
 
 
+@pytest.mark.backend_independent
 def test_a_huge_photo_is_scaled_down_with_a_note(tmp_path, capsys):
     path = tmp_path / "panorama.jpg"
     Image.new("RGB", (10000, 2000), (90, 140, 200)).save(path, quality=50)
@@ -219,6 +224,7 @@ def test_a_huge_photo_is_scaled_down_with_a_note(tmp_path, capsys):
     assert "panorama.jpg is 10000x2000 pixels; working at 512x102" in capsys.readouterr().err
 
 
+@pytest.mark.backend_independent
 def test_bad_inputs_are_clear_messages(tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     with pytest.raises(UserError, match="not a readable image"):
@@ -238,6 +244,7 @@ def test_bad_inputs_are_clear_messages(tmp_path):
         fast.load(fast.Config(style=str(photo_file(tmp_path / "s.png")), content_dir=[str(tmp_path / "empty")], **settings()))
 
 
+@pytest.mark.backend_independent
 def test_commands_fail_in_one_line(cli, tmp_path):
     photo = photo_file(tmp_path / "p.png")
     (tmp_path / "notes.png").write_text("not a picture")

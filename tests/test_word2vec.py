@@ -136,7 +136,7 @@ def test_export_round_trips_through_gensim(tmp_path):
     assert np.loadtxt(tmp_path / "projector" / "vectors.tsv", delimiter="\t").shape == (5, 7)
 
 
-@pytest.mark.parametrize("engine", ["gensim", "keras"])
+@pytest.mark.parametrize("engine", [pytest.param("gensim", marks=pytest.mark.backend_independent), "keras"])
 def test_both_engines_train_export_and_evaluate_from_the_command_line(cli, tmp_path, engine):
     run_dir = tmp_path / "run"
     result = cli("projects.word2vec", "train", "--tiny", "--engine", engine, "--epochs", "2", "--batch-size", "16",
