@@ -6,8 +6,8 @@ defaults *are* the recommended recipe. `add_config_flags` turns every field into
 user typed, so a resumed run keeps its saved settings unless told otherwise.
 `--config FILE.json` starts from a saved config (tune's best.json, or another run's
 config.json): defaults, then the file, then the typed flags.
-`run_commands` dispatches the sub-command and prints any `UserError` as a single
-`error: ...` line with exit status 2, never a traceback.
+`run_commands` dispatches the sub-command and prints any `UserError`, and any flag
+argparse refuses, as a single `error: ...` line with exit status 2, never a traceback.
 """
 
 import argparse
@@ -207,9 +207,17 @@ def finish_run(run_dir, config, started, throughput, metrics, **extra):
     return runs.write_json(run_dir / "summary.json", summary)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with a bad flag (an unknown optimizer, say) reported like any bad input: one `error:` line."""
+
+    def error(self, message):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def run_commands(prog, description, commands, argv=None):
     """Parse `prog <command> [flags]` and run it. `commands` maps name -> (help, add_flags, function)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineErrorParser(prog=prog, description=description)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_flags, function) in commands.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)

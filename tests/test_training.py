@@ -184,6 +184,10 @@ def test_bad_config_file_is_one_line_through_the_cli(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     assert run_mnist("tune", "--tiny", "--space", "dropout=float:0.5:0.1", "--out", tmp_path / "tune") == 2
     assert capsys.readouterr().err.strip() == "error: --space dropout: the range 0.5..0.1 is empty (low > high)"
+    for flag, value, accepted in (("--optimizer", "adamw", "'adagrad', 'adam', 'momentum'"), ("--lr-schedule", "linear", "'constant', 'piecewise'")):
+        assert run_mnist("train", flag, value) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"error: argument {flag}: invalid choice: '{value}'") and accepted in error and "\n" not in error
 
 
 @pytest.mark.backend_independent
