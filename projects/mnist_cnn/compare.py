@@ -70,7 +70,9 @@ class CompareConfig:
 @dataclass
 class InitCompareConfig(CompareConfig):
     optimizer: str = option("momentum", "optimizer for every initialisation", choices=sorted(training.OPTIMIZERS))
-    lr: float = option(0.01, "learning rate")
+    # 0.1 rather than the optimiser comparison's 0.01: at 0.01 even well-started sigmoid
+    # networks sit on their first plateau for all five epochs, which hides the difference.
+    lr: float = option(0.1, "learning rate")
 
 
 def perceptron(initializer_name, activation):
