@@ -1,14 +1,15 @@
-"""Command line of the captcha reader: `python -m projects.captcha train|evaluate|predict|export|bench`.
+"""Command line of the captcha reader: `python -m projects.captcha train|evaluate|predict|export|bench|tune`.
 
 `bench` trains the default recipe, which ends by reading 10,000 freshly generated
 held-out captchas, and writes the measured table and the picture of what was read
-into this project's README.
+into this project's README. `tune` searches the training settings on the validation
+captchas (common/tune.py).
 """
 
 import shutil
 from pathlib import Path
 
-from common import cli, runs
+from common import cli, runs, tune
 from common.report import update_readme
 
 from projects.captcha import train as captcha
@@ -65,12 +66,23 @@ def add_bench_flags(parser):
     pass  # the bench measures the default recipe, nothing else
 
 
+# What `tune` searches by default. Each trial is a few short epochs, so the search favours
+# settings that pay off early; the alphabet, sizes and lengths are the data's, not searched.
+SEARCH_SPACE = {
+    "lr": tune.Range(5e-4, 5e-3, log=True),
+    "batch_size": tune.Choice((32, 64, 128)),
+    "dropout": tune.Range(0.0, 0.3),
+    "rnn_units": tune.Choice((64, 128, 192)),
+    "weight_decay": tune.Choice((0.0, 1e-3, 1e-2)),
+}
+
 COMMANDS = {
     "train": ("train the reader (defaults: the recipe that reaches the README's figures)", cli.train_flags(captcha.Config), captcha.train),
     "evaluate": ("full-sequence and per-character accuracy, and the most confused characters", add_evaluate_flags, captcha.evaluate),
     "predict": ("read your own captcha images, files or folders", add_predict_flags, captcha.predict),
     "export": ("write an inference-only model (decoding built in) and check that it reads the same", add_export_flags, captcha.export),
     "bench": ("train the default recipe, read 10,000 held-out captchas, write the README table", add_bench_flags, bench),
+    "tune": tune.command(captcha.PROJECT, captcha.Config, captcha.train, SEARCH_SPACE, "val_sequence_accuracy"),
 }
 
 if __name__ == "__main__":
