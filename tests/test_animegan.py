@@ -169,6 +169,16 @@ def test_init_phase_lowers_the_content_loss():
     assert np.mean(losses[-3:] + [after]) < 0.95 * before  # Adam with beta1 0.5 wobbles; the trend is down
 
 
+@pytest.mark.backend_independent
+def test_init_colour_weight_adds_the_colour_loss_to_the_initialisation():
+    config = animegan.Config(**{k: v for k, v in TINY.items() if k != "tiny"}, crop_size=32, init_color_weight=2.0)
+    gan = AnimeGAN(config)
+    photos, _ = data.tiny_images(2, 32, seed=1)
+    total, terms = gan.init_loss(data.to_unit(np.stack(photos)))
+    expected = config.content_weight * numpy(terms["content"]) + 2.0 * numpy(terms["color"])
+    assert float(numpy(terms["color"])) > 0 and np.isclose(float(numpy(total)), float(expected), rtol=1e-5)
+
+
 def test_train_writes_a_complete_run(trained):
     for name in ("config.json", "metrics.csv", "init.keras", "model.keras", "summary.json",
                  "samples/epoch_000.png", "samples/epoch_002.png"):

@@ -51,7 +51,12 @@ class AnimeGAN:
     def init_loss(self, photos):
         generated = self.generator(photos, training=True)
         content = model.content_loss(self.perceptual(photos), self.perceptual(generated))
-        return self.config.content_weight * content, {"content": content}
+        terms = {"content": content}
+        total = self.config.content_weight * content
+        if self.config.init_color_weight:  # off in AnimeGANv2; pins colours when the VGG features do not
+            terms["color"] = model.color_loss(photos, generated)
+            total += self.config.init_color_weight * terms["color"]
+        return total, terms
 
     def generator_loss(self, photos, anime):
         c = self.config

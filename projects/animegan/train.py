@@ -59,6 +59,8 @@ class Config(cli.TrainConfig):
     batch_size: int = option(12, "photo crops (and as many anime crops) per step")
     lr: float = option(2e-5, "generator learning rate in the adversarial phase (Adam, beta1 0.5)")
     init_lr: float = option(2e-4, "generator learning rate in the initialisation phase")
+    init_color_weight: float = option(0.0, "weight of the YUV colour loss in the initialisation phase too (0: content "
+                                           "loss only, as AnimeGANv2; helps with VGG weights that ignore colour)")
     d_lr: float = option(4e-5, "discriminator learning rate")
     crop_size: int = option(256, "side of the random square crops trained on, pixels (a multiple of 4)")
     scale: float = option(1.5, "pictures are scaled so their shorter side is this many crop sizes, then cropped")
@@ -91,7 +93,7 @@ class Config(cli.TrainConfig):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         weights = [name for name in PRESETS["hayao"] if getattr(self, name) < 0]
-        weights += [name for name in ("adversarial_weight", "d_adversarial_weight") if getattr(self, name) < 0]
+        weights += [name for name in ("adversarial_weight", "d_adversarial_weight", "init_color_weight") if getattr(self, name) < 0]
         if weights:
             raise UserError(f"loss weights must not be negative: --{weights[0].replace('_', '-')}")
         if self.distribute:
