@@ -40,11 +40,16 @@ class TrainConfig:
     distribute: bool = option(False, "replicate over all GPUs (MirroredStrategy on TensorFlow, DataParallel on JAX)")
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, "epochs", "batch_size")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+
+
+def require_at_least_one(config, *names):
+    """A clear error for the first of these whole-number settings that is below 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise UserError(f"{_flag(name)} must be at least 1, got {getattr(config, name)}")
 
 
 def _flag(name):

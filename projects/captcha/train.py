@@ -63,9 +63,7 @@ class Config(training.TrainingConfig):
         if self.alphabet is not None:
             data.check_alphabet(self.alphabet)
         data.check_fonts(self.fonts)
-        for name in ("steps_per_epoch", "captcha_width", "captcha_height", "rnn_units", "val_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        cli.require_at_least_one(self, "steps_per_epoch", "captcha_width", "captcha_height", "rnn_units", "val_size")
         for name in ("seed", "test_size", "workers"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")

@@ -59,9 +59,7 @@ class Config(cli.TrainConfig):
             self.image_size = {"tiny": 16, "folder": 64}.get(dataset, 28)
         self.mode = self.mode or data.default_mode(dataset)
         layout(self.image_size)
-        for name in ("width", "latent_dim", "samples"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        cli.require_at_least_one(self, "width", "latent_dim", "samples")
         if self.discriminator_width < 0:
             raise UserError(f"--discriminator-width must not be negative, got {self.discriminator_width}")
         if not 0 <= self.ema < 1:

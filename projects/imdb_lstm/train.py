@@ -50,9 +50,7 @@ class Config(training.TrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("vocabulary_size", "min_count", "max_length", "units"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        cli.require_at_least_one(self, "vocabulary_size", "min_count", "max_length", "units")
         if self.embedding_dim is not None and self.embedding_dim < 1:
             raise UserError(f"--embedding-dim must be at least 1, got {self.embedding_dim}")
         for name in ("embedding_dropout", "dropout"):

@@ -60,9 +60,7 @@ class CompareConfig:
     readme: bool = option(False, "copy the pictures and the table into this project's README")
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        cli.require_at_least_one(self, "epochs", "batch_size")
         if not 0 < self.val_split < 1:
             raise UserError(f"--val-split must be in (0, 1), got {self.val_split}")
 

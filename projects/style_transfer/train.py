@@ -61,9 +61,7 @@ class Config(cli.TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("steps_per_epoch", "filters", "residual_blocks"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        cli.require_at_least_one(self, "steps_per_epoch", "filters", "residual_blocks")
         for name in ("crop_size", "photo_size", "style_size"):
             if getattr(self, name) < data.MIN_SIDE:
                 raise UserError(f"--{name.replace('_', '-')} must be at least {data.MIN_SIDE}, got {getattr(self, name)}")

@@ -43,9 +43,7 @@ class Config(cli.TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("vector_size", "window", "min_count", "negative", "workers"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        cli.require_at_least_one(self, "vector_size", "window", "min_count", "negative", "workers")
         if self.shared_negatives < 0:
             raise UserError(f"--shared-negatives must not be negative, got {self.shared_negatives}")
         if self.sample < 0:
