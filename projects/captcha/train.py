@@ -54,7 +54,7 @@ class Config(training.TrainingConfig):
     test_size: int = option(10000, "freshly generated held-out captchas read once training has finished")
     val_split: float = option(0.1, "fraction of a folder held out for validation and the final score")
     emphasise: str = option("O0", "characters the training stream draws more often than the rest (the hardest to tell apart)")
-    emphasis: float = option(1.0, "how many times as often the --emphasise characters are drawn while training (1: evenly)")
+    emphasis: float = option(4.0, "how many times as often the --emphasise characters are drawn while training (1: evenly)")
     workers: int = option(2, "threads drawing captchas ahead of the training step (0 or 1: none ahead)")
 
     def __post_init__(self):
