@@ -24,11 +24,12 @@ venv: $(VENV)/.installed
 
 # The suite runs twice: once per Keras backend (the backend is fixed when Keras is imported).
 # pytest-xdist spreads the test files over TEST_WORKERS processes (a file's tests share
-# their trained fixtures, so they stay together); TEST_WORKERS=0 runs them in this one.
+# their trained fixtures, so they stay together), longest first (tests/conftest.py);
+# TEST_WORKERS=0 runs them in this one.
 TEST_WORKERS ?= 2
 test: venv
-	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(ARGS)
-	KERAS_BACKEND=jax $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
+	KERAS_BACKEND=jax $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 train-mnist: venv
 	$(PY) -m projects.mnist_cnn train $(ARGS)

@@ -69,6 +69,12 @@ def pytest_configure(config):
     )
 
 
+# The files whose tests take longest, longest first. `make test` hands whole files to its
+# pytest-xdist workers in collection order, so these start first and the workers finish
+# close together instead of one waiting on a long file it was given last.
+LONGEST_FIRST = ("test_mnist_cnn.py", "test_animegan.py", "test_captcha.py", "test_training.py", "test_style_transfer.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """`make test` runs the suite once per backend; tests that cannot differ between backends run once.
 
@@ -76,6 +82,8 @@ def pytest_collection_modifyitems(config, items):
     custom gradient steps, one end-to-end training run per project and reloading
     what it saved. File handling and command-line behaviour are checked once.
     """
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         return
     skip = pytest.mark.skip(reason="backend-independent: run under the TensorFlow backend")
