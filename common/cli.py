@@ -52,6 +52,13 @@ def require_at_least_one(config, *names):
             raise UserError(f"{_flag(name)} must be at least 1, got {getattr(config, name)}")
 
 
+def require_not_negative(config, *names):
+    """A clear error for the first of these settings that is below 0."""
+    for name in names:
+        if getattr(config, name) < 0:
+            raise UserError(f"{_flag(name)} must not be negative, got {getattr(config, name)}")
+
+
 def _flag(name):
     return "--" + name.replace("_", "-")
 

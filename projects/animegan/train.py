@@ -86,9 +86,7 @@ class Config(cli.TrainConfig):
             raise UserError(f"--init-epochs must be between 0 and --epochs ({self.epochs}), got {self.init_epochs}")
         if self.scale < 1:
             raise UserError(f"--scale must be at least 1 (crops are taken inside the picture), got {self.scale}")
-        for name in ("steps_per_epoch", "val_count"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        cli.require_not_negative(self, "steps_per_epoch", "val_count")
         for name in ("init_lr", "d_lr"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -64,9 +64,7 @@ class Config(training.TrainingConfig):
             data.check_alphabet(self.alphabet)
         data.check_fonts(self.fonts)
         cli.require_at_least_one(self, "steps_per_epoch", "captcha_width", "captcha_height", "rnn_units", "val_size")
-        for name in ("seed", "test_size", "workers"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        cli.require_not_negative(self, "seed", "test_size", "workers")
         if self.input_height < 16:
             raise UserError(f"--input-height must be at least 16, got {self.input_height}")
         if self.emphasis <= 0:

@@ -60,8 +60,7 @@ class Config(cli.TrainConfig):
         self.mode = self.mode or data.default_mode(dataset)
         layout(self.image_size)
         cli.require_at_least_one(self, "width", "latent_dim", "samples")
-        if self.discriminator_width < 0:
-            raise UserError(f"--discriminator-width must not be negative, got {self.discriminator_width}")
+        cli.require_not_negative(self, "discriminator_width")
         if not 0 <= self.ema < 1:
             raise UserError(f"--ema must be in [0, 1), got {self.ema}")
         if not 0 <= self.dropout < 1:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from keras import ops
 
-from common import vgg
+from common import cli, vgg
 from common.errors import UserError
 
 EPSILON = 1e-8  # a black target (all-zero features) must not divide by zero
@@ -102,9 +102,7 @@ def check_settings(config):
     vgg.check_backbone(config.backbone)
     parse_layers(config.content_layers, config.backbone)
     parse_layers(config.style_layers, config.backbone)
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        if getattr(config, name) < 0:
-            raise UserError(f"--{name.replace('_', '-')} must not be negative, got {getattr(config, name)}")
+    cli.require_not_negative(config, "content_weight", "style_weight", "tv_weight")
     weights = config.backbone_weights
     if weights not in ("imagenet", "random") and not Path(weights).is_file():
         raise UserError(f"--backbone-weights {weights}: no such file (give a VGG weights file, 'imagenet' or 'random')")

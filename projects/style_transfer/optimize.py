@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from common import backend, images, runs
+from common import backend, cli, images, runs
 from common.cli import option
 from common.errors import UserError
 from projects.style_transfer import data, losses, pictures
@@ -62,8 +62,7 @@ class StylizeConfig:
             raise UserError(f"--iterations must be at least 1, got {self.iterations}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
-        if self.save_every < 0:
-            raise UserError(f"--save-every must not be negative, got {self.save_every}")
+        cli.require_not_negative(self, "save_every")
         for name in ("max_size", "style_size"):
             if getattr(self, name) is not None and getattr(self, name) < data.MIN_SIDE:
                 raise UserError(f"--{name.replace('_', '-')} must be at least {data.MIN_SIDE}, got {getattr(self, name)}")

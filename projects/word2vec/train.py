@@ -44,10 +44,7 @@ class Config(cli.TrainConfig):
     def __post_init__(self):
         super().__post_init__()
         cli.require_at_least_one(self, "vector_size", "window", "min_count", "negative", "workers")
-        if self.shared_negatives < 0:
-            raise UserError(f"--shared-negatives must not be negative, got {self.shared_negatives}")
-        if self.sample < 0:
-            raise UserError(f"--sample must not be negative, got {self.sample}")
+        cli.require_not_negative(self, "shared_negatives", "sample")
         if not 0 < self.min_lr <= self.lr:
             raise UserError(f"--min-lr must be positive and at most --lr ({self.lr}), got {self.min_lr}")
         if self.distribute or self.mixed_precision:
