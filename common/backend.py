@@ -80,14 +80,24 @@ def versions():
     return found
 
 
+def cpu_has_bfloat16():
+    """Whether the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), so that mixed_bfloat16 pays off."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def set_mixed_precision(enabled):
     """float16 mixed precision on GPUs; bfloat16 on CPUs, where float16 is emulated and slow."""
     if not enabled:
         keras.mixed_precision.set_global_policy("float32")
         return "float32"
     policy = "mixed_float16" if gpus() else "mixed_bfloat16"
-    if not gpus():
-        warnings.warn("--mixed-precision is meant for GPUs; on this CPU it uses mixed_bfloat16 and may be slower")
+    if not gpus() and not cpu_has_bfloat16():
+        warnings.warn("this CPU has no native bfloat16 arithmetic: mixed precision (mixed_bfloat16) may be slower here")
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
