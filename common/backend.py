@@ -90,13 +90,28 @@ def cpu_has_bfloat16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def set_mixed_precision(enabled):
+def half_precision_policy():
     """float16 mixed precision on GPUs; bfloat16 on CPUs, where float16 is emulated and slow."""
+    return "mixed_float16" if gpus() else "mixed_bfloat16"
+
+
+def has_fast_half_precision():
+    """Whether `half_precision_policy` computes faster than float32 here: on a GPU, or a CPU with native bfloat16."""
+    return bool(gpus()) or cpu_has_bfloat16()
+
+
+def set_mixed_precision(enabled):
+    """Sets Keras' global policy: `half_precision_policy` when enabled, else float32; returns its name.
+
+    `enabled` None decides by the hardware: on where it computes faster (`has_fast_half_precision`).
+    """
+    if enabled is None:
+        enabled = has_fast_half_precision()
     if not enabled:
         keras.mixed_precision.set_global_policy("float32")
         return "float32"
-    policy = "mixed_float16" if gpus() else "mixed_bfloat16"
-    if not gpus() and not cpu_has_bfloat16():
+    policy = half_precision_policy()
+    if not has_fast_half_precision():
         warnings.warn("this CPU has no native bfloat16 arithmetic: mixed precision (mixed_bfloat16) may be slower here")
     keras.mixed_precision.set_global_policy(policy)
     return policy

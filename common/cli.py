@@ -70,6 +70,7 @@ def add_config_flags(parser, config_class):
         kwargs.update(help=item.metadata.get("help"), default=argparse.SUPPRESS, dest=item.name)
         value_type = field_type(item)
         if value_type is bool:
+            kwargs.pop("type", None)
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs.setdefault("type", value_type)

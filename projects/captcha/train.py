@@ -57,7 +57,10 @@ class Config(training.TrainingConfig):
     emphasis: float = option(8.0, "how many times as often the --emphasise characters are drawn while training (1: evenly)")
     workers: int = option(2, "threads drawing captchas ahead of the training step (0 or 1: none ahead)")
     mixed_precision: bool = option(
-        True, "compute in bfloat16 (CPU) / float16 (GPU), keep weights in float32: a fifth faster on a CPU with AVX-512 BF16"
+        None,
+        "compute in float16 (GPU) / bfloat16 (CPU), weights kept in float32 (default: on where the hardware computes it "
+        "natively: a GPU, or a CPU with AVX-512 BF16 or AMX, where it trains a fifth faster)",
+        type=bool,
     )
 
     def __post_init__(self):
