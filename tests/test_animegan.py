@@ -157,6 +157,16 @@ def test_generator_keeps_any_size_and_has_the_published_size(converter):
     assert tuple(scores.shape) == (1, 8, 6, 1)
 
 
+def test_reduced_precision_converts_like_float32(trained):
+    exact = convert.Converter(trained / "model.keras", mixed_precision=False)
+    fast = convert.Converter(trained / "model.keras", mixed_precision=True)
+    assert exact.precision == "float32" and fast.precision.startswith("mixed_")
+    assert fast.model.layers[1].compute_dtype != "float32" and fast.model.layers[-1].compute_dtype == "float32"
+    photo = np.random.default_rng(1).integers(0, 256, (40, 28, 3), dtype=np.uint8)
+    difference = np.abs(exact(photo).astype(int) - fast(photo).astype(int))
+    assert difference.mean() < 2 and difference.max() <= 16
+
+
 def test_init_phase_lowers_the_content_loss():
     config = animegan.Config(**{k: v for k, v in TINY.items() if k != "tiny"}, init_lr=5e-4, crop_size=32)
     keras.utils.set_random_seed(0)

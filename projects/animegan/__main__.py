@@ -5,6 +5,7 @@ this machine) and a short real training run on the sample photos and Hayao
 pictures, and writes the table and the before/after picture into this README.
 """
 
+import argparse
 from pathlib import Path
 
 from common import cli
@@ -36,6 +37,9 @@ def add_convert_flags(parser):
     parser.add_argument("--out", help="file or folder to write (default: beside the input, named <name>_anime)")
     parser.add_argument("--max-side", type=int, default=2048,
                         help="larger photos and frames are scaled down to this many pixels on their longer side (default: 2048)")
+    parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                        help="compute in float16 (GPU) / bfloat16 (CPU), about half the time; default: on where the "
+                             "hardware does it natively (a GPU, a CPU with AVX-512 BF16 or AMX)")
 
 
 def add_export_flags(parser):

@@ -102,13 +102,17 @@ def bench(args):
     summary = runs.read_json(run_dir / "summary.json")
     config = runs.read_json(run_dir / "config.json")["config"]
 
-    final = convert.Converter(run_dir / "model.keras")
+    final = convert.Converter(run_dir / "model.keras", mixed_precision=False)
     seconds_512 = convert.seconds_per_photo(final, 512)
+    fast = convert.Converter(run_dir / "model.keras")  # what `convert` uses here by default
+    fast_seconds_512 = convert.seconds_per_photo(fast, 512) if fast.precision != "float32" else seconds_512
     initial = convert.Converter(run_dir / "init.keras")
     files = images.list_images(samples / "photo")[: RECIPE["val_count"]]
     photos, hayao = paired_pictures(samples, files, training.training_side(training.Config(**RECIPE)))
     after_init = [initial(p) for p in photos]
     after_all = [final(p) for p in photos]
+    fast_difference = float(np.mean([np.abs(fast(p).astype(int) - exact.astype(int)).mean()
+                                     for p, exact in zip(photos, after_all)]))
     rows = {name: describe(pictures, photos, hayao)
             for name, pictures in [("photo", photos), ("after init", after_init), ("after adversarial", after_all),
                                    ("Hayao rendering", hayao)]}
@@ -123,9 +127,11 @@ def bench(args):
     adversarial_seconds = np.mean(seconds[init_epochs + 1 :]) / RECIPE["steps_per_epoch"]
     wall = time.time() - started
     lines = [
-        "| generator | `.keras` file | convert 512x512 (after warm-up) | frames/s on a GPU | backend | hardware |",
-        "|---|---|---|---|---|---|",
-        f"| {summary['generator_parameters']:,} weights | {size_mb:.1f} MB | {seconds_512:.2f} s | not measured (no GPU here) "
+        "| generator | `.keras` file | convert 512x512 (after warm-up), default precision | in float32 "
+        "| mean difference from float32 | frames/s on a GPU | backend | hardware |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {summary['generator_parameters']:,} weights | {size_mb:.1f} MB | {fast_seconds_512:.2f} s ({fast.precision}) "
+        f"| {seconds_512:.2f} s | {fast_difference:.2f} of 255 levels | not measured (no GPU here) "
         f"| {summary['backend']} | {summary['device']} |",
         "",
         "| short run on the samples | |",
@@ -147,7 +153,9 @@ def bench(args):
     for name, row in rows.items():
         lines.append(f"| {name} | {row['l1_to_photo']:.1f} | {row['l1_to_hayao']:.1f} | {row['chroma']:.4f} | {row['edges'] * 100:.2f}% |")
     table = "\n".join(lines)
-    runs.write_json(run_dir / "bench.json", {"seconds_per_512_photo": seconds_512, "model_megabytes": size_mb,
+    runs.write_json(run_dir / "bench.json", {"seconds_per_512_photo": fast_seconds_512, "precision": fast.precision,
+                                             "float32_seconds_per_512_photo": seconds_512,
+                                             "mean_difference_from_float32": fast_difference, "model_megabytes": size_mb,
                                              "comparison": rows, "bench_wall_seconds": wall,
                                              "backend": backend.name()})
     update_readme(HERE / "README.md", "bench", table)

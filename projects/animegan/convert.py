@@ -32,15 +32,21 @@ OUTPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 class Converter:
     """A trained generator that maps uint8 RGB pictures (H, W, 3) of any size to anime pictures of the same size."""
 
-    def __init__(self, model_path, max_side=2048):
+    def __init__(self, model_path, max_side=2048, mixed_precision=None):
         if max_side < MIN_SIDE:
             raise UserError(f"--max-side must be at least {MIN_SIDE}, got {max_side}")
         import projects.animegan.model  # noqa: F401  registers the generator's custom layer before loading
+        from common import backend
 
         self.model = runs.load_model(model_path)
         shape = self.model.input_shape
         if not (isinstance(shape, tuple) and len(shape) == 4 and shape[-1] == 3 and self.model.output_shape[-1] == 3):
             raise UserError(f"{model_path} is not an AnimeGAN generator (it takes {shape}, not RGB images)")
+        if mixed_precision is None:
+            mixed_precision = backend.has_fast_half_precision()
+        self.precision = backend.half_precision_policy() if mixed_precision else "float32"
+        if mixed_precision:
+            self.model = computing_in(self.model, self.precision)
         self.max_side = max_side
 
     def fit_size(self, image):
@@ -60,6 +66,21 @@ class Converter:
         padded = np.pad(data.to_unit(pixels), ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
         output = self.model.predict_on_batch(padded[None])
         return data.to_pixels(np.asarray(output)[0, :height, :width])
+
+
+def computing_in(model, policy):
+    """A copy of `model` that computes in `policy` (e.g. mixed_bfloat16) with the same weights; its output stays float32."""
+    import keras
+
+    last = model.layers[-1]
+
+    def rebuild(layer):
+        dtype = "float32" if layer is last else policy
+        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+
+    copy = keras.models.clone_model(model, clone_function=rebuild)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def output_path(source, out, kind):
@@ -154,7 +175,7 @@ def convert(args):
         raise UserError(f"--input {source}: no such file or folder")
     kind = "folder" if source.is_dir() else "video" if data.is_video(source) else "image"
     target = output_path(source, args.out, kind)
-    converter = Converter(runs.model_path(PROJECT, args.model), args.max_side)
+    converter = Converter(runs.model_path(PROJECT, args.model), args.max_side, getattr(args, "mixed_precision", None))
     started = time.perf_counter()
     if kind == "folder":
         return 1 if convert_folder(converter, source, target) else 0
