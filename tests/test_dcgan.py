@@ -57,11 +57,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypa
     flags = dict(tiny=True, image_size=28, mode="grey", width=8, discriminator_width=8, batch_size=32, epochs=3, out=str(run_dir))
     real_step, calls = dcgan.GAN.train_step, []
 
-    def interrupted_step(self, real, rng):
+    def interrupted_step(self, real, rng, labels=None):
         calls.append(1)
         if len(calls) == 8 * 2 + 3:  # in the third epoch
             raise KeyboardInterrupt
-        return real_step(self, real, rng)
+        return real_step(self, real, rng, labels)
 
     monkeypatch.setattr(dcgan.GAN, "train_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
@@ -102,6 +102,29 @@ def test_generate_writes_pngs_or_one_array(trained, tmp_path):
     raw = keras.ops.convert_to_numpy(generator(np.random.default_rng(0).standard_normal((16, 100)).astype("float32")))
     assert raw.shape == (16, 28, 28, 1) and -1 <= raw.min() < raw.max() <= 1
     assert np.array_equal(dcgan.draw(generator, 7, 3), generated)  # the seed fixes the images
+    with pytest.raises(UserError, match="not conditional"):
+        dcgan.draw(generator, 1, 0, label=0)
+
+
+@pytest.mark.backend_independent
+def test_a_conditional_gan_draws_the_class_asked_for(tmp_path):
+    run_dir = tmp_path / "run"
+    flags = dict(tiny=True, conditional=True, image_size=16, width=8, discriminator_width=8, batch_size=32, epochs=1)
+    dcgan.train(argparse.Namespace(**flags, out=str(run_dir)))
+    assert json.loads((run_dir / "config.json").read_text())["config"]["conditional"] is True
+    generator = runs.load_model(run_dir / "generator.keras")
+    assert dcgan.classes_of(generator) == 2  # the tiny set's squares and discs
+    squares, discs = dcgan.draw(generator, 4, 0, label=0), dcgan.draw(generator, 4, 0, label=1)
+    assert squares.shape == (4, 16, 16, 3) and not np.array_equal(squares, discs)  # same noise: the label alone differs
+    assert np.array_equal(dcgan.draw(generator, 4, 0)[1::2], dcgan.draw(generator, 4, 0, label=1)[1::2])  # classes in turn
+    with pytest.raises(UserError, match="--label 2"):
+        dcgan.draw(generator, 1, 0, label=2)
+    discriminator = runs.load_model(run_dir / "discriminator.keras")
+    image = np.zeros((1, 16, 16, 3), np.float32)
+    logits = [float(keras.ops.convert_to_numpy(discriminator([image, np.array([[k]])]))[0, 0]) for k in (0, 1)]
+    assert logits[0] != logits[1]  # it judges the image as the class it is said to be
+    with pytest.raises(UserError, match="labelled images"):
+        dcgan.Config(data_dir="faces", conditional=True)
 
 
 @pytest.mark.backend_independent

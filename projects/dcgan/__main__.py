@@ -32,6 +32,7 @@ def add_generate_flags(parser):
     parser.add_argument("--n", type=int, default=64, help="how many images (default: 64)")
     parser.add_argument("--out", required=True, help="a folder for PNG files, or a .npz file for one uint8 array (N, H, W, C)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    parser.add_argument("--label", type=int, help="a conditional generator's class to draw (default: every class in turn)")
 
 
 def add_evaluate_flags(parser):
@@ -67,13 +68,16 @@ def bench(args):
     assets.mkdir(exist_ok=True)
     for source, target in (("final.png", "mnist_samples.png"), ("progress.gif", "mnist_progress.gif"), ("evaluation.png", "mnist_evaluation.png")):
         shutil.copy(run_dir / "samples" / source, assets / target)
-    shares = result["class_shares"]
+    shares, asked = result["class_shares"], result.get("read_as_asked")
     table = "\n".join(
         [
-            "| generated digits | read with p ≥ 0.9 | class shares (min - max) | Fréchet distance, generated vs test "
-            "| Fréchet distance, real train vs test | epochs | training wall time | train images/s | backend | hardware | run |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| {result['images']:,} | {result['confident_share'] * 100:.2f}% | {min(shares) * 100:.1f}% - {max(shares) * 100:.1f}% "
+            "| generated digits | generator | read with p ≥ 0.9 | class shares (min - max) | read as the class asked for "
+            "| Fréchet distance, generated vs test | Fréchet distance, real train vs test | epochs | training wall time "
+            "| train images/s | backend | hardware | run |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {result['images']:,} | {'conditional, each class in turn' if asked is not None else 'unconditional'} "
+            f"| {result['confident_share'] * 100:.2f}% | {min(shares) * 100:.1f}% - {max(shares) * 100:.1f}% "
+            f"| {'-' if asked is None else f'{asked * 100:.2f}%'} "
             f"| {result['frechet_generated_test']:.2f} | {result['frechet_train_test']:.2f} | {summary['epochs']} "
             f"| {summary['wall_seconds'] / 60:.1f} min | {summary['train_samples_per_second']:.0f} | {summary['backend']} "
             f"| {summary['device']} | `{run_dir.name}` |",

@@ -33,19 +33,19 @@ def default_mode(dataset):
 
 
 def load(config):
-    """(uint8 images (N, size, size, channels), a one-line description)."""
+    """(uint8 images (N, size, size, channels), int labels (N,) or None for a folder, a one-line description)."""
     dataset = resolve_dataset(config)
     mode = "L" if config.mode == "grey" else "RGB"
     size = config.image_size
     if dataset == "tiny":
-        x = tiny_shapes(TINY_COUNT, size, mode, config.seed)
-        return x, f"tiny generated set: {len(x)} {size}x{size} {config.mode} shapes"
+        x, labels = tiny_shapes(TINY_COUNT, size, mode, config.seed)
+        return x, labels, f"tiny generated set: {len(x)} {size}x{size} {config.mode} shapes"
     if dataset == "folder":
         x, skipped = read_folder(config.data_dir, size, mode)
-        return x, f"{config.data_dir}: {len(x)} images as {size}x{size} {config.mode}" + (f" ({skipped} skipped)" if skipped else "")
-    (x_train, _), _ = datasets.load_idx_dataset(dataset, config.data_dir)
+        return x, None, f"{config.data_dir}: {len(x)} images as {size}x{size} {config.mode}" + (f" ({skipped} skipped)" if skipped else "")
+    (x_train, y_train), _ = datasets.load_idx_dataset(dataset, config.data_dir)
     x = resize_all(x_train, size, mode)
-    return x, f"{dataset}: {len(x)} training images as {size}x{size} {config.mode}"
+    return x, y_train.astype(np.int32), f"{dataset}: {len(x)} training images as {size}x{size} {config.mode}"
 
 
 def load_real(dataset, data_dir=None):
@@ -78,7 +78,7 @@ def read_folder(folder, size, mode):
 
 
 def tiny_shapes(count, size, mode, seed):
-    """Filled discs and squares of random size, place and colour on a dark ground: learnable in seconds."""
+    """Filled squares (label 0) and discs (label 1) of random size, place and colour on a dark ground: learnable in seconds."""
     rng = np.random.default_rng(seed)
     channels = 1 if mode == "L" else 3
     x = np.zeros((count, size, size, channels), np.uint8)
@@ -91,7 +91,7 @@ def tiny_shapes(count, size, mode, seed):
         draw = ImageDraw.Draw(canvas)
         (draw.ellipse if index % 2 else draw.rectangle)(box, fill=colour[0] if channels == 1 else colour)
         x[index] = np.asarray(canvas).reshape(size, size, channels)
-    return x
+    return x, np.arange(count, dtype=np.int32) % 2
 
 
 def to_unit_range(batch):

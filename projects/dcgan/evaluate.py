@@ -6,7 +6,9 @@ class's share of the readings; a GAN that collapsed onto a few modes leaves some
 empty), and do they look like the real thing as a whole (the Fréchet distance between
 the classifier's penultimate-layer features of generated and real test images, the idea
 of FID with a domain-specific network). The same distance between the real training
-and test images is the floor to compare it with.
+and test images is the floor to compare it with. A conditional generator is asked for
+every class in turn, so its class shares are balanced by request; for it the score
+adds how often the classifier reads the class that was asked for.
 
 The classifier is a file, not an import: the newest `mnist_cnn` run trained on the
 same dataset, or `--classifier`.
@@ -18,7 +20,7 @@ import keras
 from common import images, runs
 from common.errors import UserError
 from projects.dcgan import data
-from projects.dcgan.train import PROJECT, draw, load_generator
+from projects.dcgan.train import PROJECT, classes_of, draw, fixed_labels, load_generator
 
 CLASSIFIER_PROJECT = "mnist_cnn"
 CONFIDENCE = 0.9
@@ -107,9 +109,14 @@ def evaluate(args):
         dataset=dataset, generator=str(path), classifier=classifier.name, seed=args.seed,
         classes_within_6_to_14_percent=bool(min(shares) >= 0.06 and max(shares) <= 0.14),
     )
+    classes = classes_of(generator)
+    if classes:  # drawn class by class in turn: does the classifier read the class asked for?
+        result["read_as_asked"] = float((predicted == fixed_labels(args.n, classes)[:, 0]).mean())
     print(f"{args.n} generated images, read by the {dataset} classifier:")
     print(f"  read with probability >= {CONFIDENCE}: {result['confident_share'] * 100:.2f}%")
     print("  share per class: " + ", ".join(f"{c}: {s * 100:.1f}%" for c, s in enumerate(shares)))
+    if classes:
+        print(f"  read as the class the conditional generator was asked for: {result['read_as_asked'] * 100:.2f}%")
     print(f"  Fréchet distance in classifier features, generated vs real test: {result['frechet_generated_test']:.3f}")
     print(f"  the same between {len(real_train)} real training and the {len(x_test)} real test images: {result['frechet_train_test']:.3f}")
 

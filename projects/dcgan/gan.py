@@ -10,6 +10,10 @@ The generator that makes the samples is an exponential moving average of the tra
 one's weights (and batch-norm statistics): it averages out the oscillation of
 adversarial training, which gives cleaner, steadier samples for free.
 
+A conditional GAN (`classes` > 0) passes integer labels (batch, 1) beside the images
+and the noise: real images with their own labels, generated ones with labels drawn
+uniformly at random.
+
 The checkpoint holds every variable (generator, discriminator, average, both Adam
 states) and the epoch in one .npz file written atomically: a run killed at any moment
 resumes from its last finished epoch.
@@ -31,15 +35,20 @@ def adam(config):
     return optimizer
 
 
+def with_labels(x, labels):
+    """A network's input: `x` alone, or [x, labels] for a conditional one."""
+    return x if labels is None else [x, labels]
+
+
 class GAN:
-    def __init__(self, config, channels):
+    def __init__(self, config, channels, classes=0):
         size, width = config.image_size, config.width
-        self.latent_dim = config.latent_dim
-        self.generator = build_generator(size, channels, width, config.latent_dim)
+        self.latent_dim, self.classes = config.latent_dim, classes
+        self.generator = build_generator(size, channels, width, config.latent_dim, classes)
         self.discriminator = build_discriminator(
-            size, channels, config.discriminator_width or width, config.discriminator_norm, config.dropout
+            size, channels, config.discriminator_width or width, config.discriminator_norm, config.dropout, classes
         )
-        self.average = build_generator(size, channels, width, config.latent_dim) if config.ema else None
+        self.average = build_generator(size, channels, width, config.latent_dim, classes) if config.ema else None
         if self.average is not None:
             for target, source in zip(self.average.variables, self.generator.variables):
                 target.assign(source)
@@ -48,16 +57,18 @@ class GAN:
         self.d_optimizer, self.g_optimizer = adam(config), adam(config)
         generator, discriminator = self.generator, self.discriminator
 
-        def d_loss(real, noise):
-            fake = generator(noise, training=True)
-            real_logits = discriminator(real, training=True)
-            fake_logits = discriminator(fake, training=True)
+        def d_loss(real, noise, *labels):
+            real_labels, fake_labels = labels or (None, None)
+            fake = generator(with_labels(noise, fake_labels), training=True)
+            real_logits = discriminator(with_labels(real, real_labels), training=True)
+            fake_logits = discriminator(with_labels(fake, fake_labels), training=True)
             loss = discriminator_loss(real_logits, fake_logits)
             return loss, {"real_score": ops.mean(ops.sigmoid(real_logits)), "fake_score": ops.mean(ops.sigmoid(fake_logits))}
 
-        def g_loss(noise):
-            loss = generator_loss(discriminator(generator(noise, training=True), training=True))
-            return loss, {}
+        def g_loss(noise, *labels):
+            labels = labels[0] if labels else None
+            fake = generator(with_labels(noise, labels), training=True)
+            return generator_loss(discriminator(with_labels(fake, labels), training=True)), {}
 
         # `state` names every other variable a step reads or changes, so that JAX's
         # stateless step sees their current values (and keeps the batch-norm updates).
@@ -78,11 +89,19 @@ class GAN:
     def noise(self, rng, count):
         return rng.standard_normal((count, self.latent_dim)).astype(np.float32)
 
-    def train_step(self, real, rng):
-        """One discriminator step and one generator step on a batch of real images in [-1, 1]."""
+    def random_labels(self, rng, count):
+        return rng.integers(0, self.classes, (count, 1)).astype(np.int32)
+
+    def train_step(self, real, rng, labels=None):
+        """One discriminator step and one generator step on a batch of real images in [-1, 1] (and their labels)."""
         count = len(real)
-        d_loss, scores = self.d_step(real, self.noise(rng, count))
-        g_loss, _ = self.g_step(self.noise(rng, count))
+        if self.classes:
+            real_labels = np.asarray(labels, np.int32).reshape(count, 1)
+            d_loss, scores = self.d_step(real, self.noise(rng, count), real_labels, self.random_labels(rng, count))
+            g_loss, _ = self.g_step(self.noise(rng, count), self.random_labels(rng, count))
+        else:
+            d_loss, scores = self.d_step(real, self.noise(rng, count))
+            g_loss, _ = self.g_step(self.noise(rng, count))
         self.update_average()
         return {"d_loss": d_loss, "g_loss": g_loss, **scores}
 
@@ -96,11 +115,14 @@ class GAN:
         for target, source in zip(self.average.variables, self.generator.variables):
             target.assign(decay * target + (1 - decay) * ops.cast(source, target.dtype))
 
-    def sample(self, noise, batch_size=256):
-        """Images in [-1, 1] from the sampling generator, in inference mode."""
-        return np.concatenate(
-            [ops.convert_to_numpy(self.sampler(noise[i : i + batch_size], training=False)) for i in range(0, len(noise), batch_size)]
-        )
+    def sample(self, noise, labels=None, batch_size=256):
+        """Images in [-1, 1] from the sampling generator, in inference mode (labels (N, 1) for a conditional one)."""
+        batches = []
+        for start in range(0, len(noise), batch_size):
+            part = slice(start, start + batch_size)
+            inputs = with_labels(noise[part], None if labels is None else labels[part])
+            batches.append(ops.convert_to_numpy(self.sampler(inputs, training=False)))
+        return np.concatenate(batches)
 
     # --- checkpoint ---------------------------------------------------------------------
 

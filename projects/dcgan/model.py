@@ -8,6 +8,12 @@ but the first. Weights start from N(0, 0.02). A 64 px generator starts from 4x4,
 28 px from 7x7: the number of doublings is the largest that leaves a whole map of at
 least 4x4.
 
+With `classes`, both networks are told the class of each image (a conditional GAN,
+Mirza and Osindero 2014): the generator gets it as a one-hot vector beside the noise,
+and the discriminator's logit gains a projection term, the inner product of a learnt
+class embedding with its image features (Miyato and Koyama, 2018), so it judges
+"a real 7" rather than "a real digit".
+
 The losses are the non-saturating ones of Goodfellow et al.: the discriminator learns
 to give real images high logits and generated ones low; the generator learns to make
 the discriminator give its images high logits.
@@ -41,48 +47,52 @@ def batch_norm():
     return layers.BatchNormalization(momentum=0.9)
 
 
-def build_generator(image_size, channels, width, latent_dim):
+def build_generator(image_size, channels, width, latent_dim, classes=0):
+    """Noise (batch, latent_dim), and with `classes` also labels (batch, 1), to images in [-1, 1]."""
     doublings, start = layout(image_size)
     filters = width * 2 ** (doublings - 1)
-    stack = [
-        keras.Input((latent_dim,)),
-        layers.Dense(start * start * filters, use_bias=False, kernel_initializer=initializer()),
-        batch_norm(),
-        layers.ReLU(),
-        layers.Reshape((start, start, filters)),
-    ]
+    noise = keras.Input((latent_dim,), name="noise")
+    inputs, x = _with_labels(noise, classes)
+    if classes:
+        x = layers.Concatenate()([noise, layers.CategoryEncoding(classes, output_mode="one_hot")(inputs[1])])
+    x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=initializer())(x)
+    x = layers.Reshape((start, start, filters))(layers.ReLU()(batch_norm()(x)))
     for _ in range(doublings - 1):
         filters //= 2
-        stack += [
-            layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, kernel_initializer=initializer()),
-            batch_norm(),
-            layers.ReLU(),
-        ]
-    stack += [
-        layers.Conv2DTranspose(channels, 4, strides=2, padding="same", kernel_initializer=initializer()),
-        layers.Activation("tanh", dtype="float32"),  # images in [-1, 1], float32 under mixed precision
-    ]
-    return keras.Sequential(stack, name="generator")
+        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, kernel_initializer=initializer())(x)
+        x = layers.ReLU()(batch_norm()(x))
+    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", kernel_initializer=initializer())(x)
+    images = layers.Activation("tanh", dtype="float32")(x)  # images in [-1, 1], float32 under mixed precision
+    return keras.Model(inputs, images, name="generator")
 
 
-def build_discriminator(image_size, channels, width, normalise=True, dropout=0.0):
+def build_discriminator(image_size, channels, width, normalise=True, dropout=0.0, classes=0):
+    """Images, and with `classes` also labels (batch, 1), to one logit each: high for real."""
     doublings, _ = layout(image_size)
-    dropped = [layers.Dropout(dropout)] if dropout else []
-    stack = [
-        keras.Input((image_size, image_size, channels)),
-        layers.Conv2D(width, 4, strides=2, padding="same", kernel_initializer=initializer()),
-        layers.LeakyReLU(0.2),
-        *dropped,
-    ]
-    for level in range(1, doublings):
-        stack += [
-            layers.Conv2D(width * 2**level, 4, strides=2, padding="same", use_bias=not normalise, kernel_initializer=initializer()),
-            *([batch_norm()] if normalise else []),
-            layers.LeakyReLU(0.2),
-            *dropped,
-        ]
-    stack += [layers.Flatten(), layers.Dense(1, kernel_initializer=initializer(), dtype="float32")]  # a logit
-    return keras.Sequential(stack, name="discriminator")
+    image = keras.Input((image_size, image_size, channels), name="image")
+    inputs, x = _with_labels(image, classes)
+    for level in range(doublings):
+        first = level == 0
+        x = layers.Conv2D(width * 2**level, 4, strides=2, padding="same", use_bias=first or not normalise,
+                          kernel_initializer=initializer())(x)
+        if normalise and not first:
+            x = batch_norm()(x)
+        x = layers.LeakyReLU(0.2)(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    features = layers.Flatten()(x)
+    logit = layers.Dense(1, kernel_initializer=initializer(), dtype="float32")(features)
+    if classes:
+        embedded = layers.Flatten()(layers.Embedding(classes, features.shape[-1], embeddings_initializer=initializer())(inputs[1]))
+        logit = layers.Add(dtype="float32")([logit, layers.Dot(axes=1, dtype="float32")([embedded, features])])
+    return keras.Model(inputs, logit, name="discriminator")
+
+
+def _with_labels(first_input, classes):
+    """([inputs], the tensor to build on): a second input of integer labels when `classes`."""
+    if not classes:
+        return first_input, first_input
+    return [first_input, keras.Input((1,), dtype="int32", name="label")], first_input
 
 
 def discriminator_loss(real_logits, fake_logits):

@@ -36,7 +36,7 @@ class Config(cli.TrainConfig):
     data_dir: str = option(None, "a folder of your own images to learn (with --dataset: the folder holding that dataset's files)")
     image_size: int = option(None, "side of the square images, a multiple of 4 (default: 28 for the registered sets, 64 for a folder, 16 with --tiny)", type=int)
     mode: str = option(None, "grey or rgb images (default: grey for the registered sets, rgb for a folder)", choices=("grey", "rgb"))
-    epochs: int = option(18, "passes over the training images")
+    epochs: int = option(15, "passes over the training images")
     batch_size: int = option(64, "real images (and as many generated ones) per step")
     lr: float = option(2e-4, "Adam learning rate of both networks")
     beta1: float = option(0.5, "Adam's beta_1 (0.5 steadies adversarial training)")
@@ -47,12 +47,20 @@ class Config(cli.TrainConfig):
     latent_dim: int = option(100, "length of the noise vector")
     ema: float = option(0.999, "decay of the generator weight average that makes the samples (0: no average)")
     samples: int = option(64, "images in each epoch's sample grid")
+    conditional: bool = option(
+        None, "a class-conditional GAN: both networks get each image's label (default: on for --dataset mnist and "
+        "fashion-mnist, off for folders, which have no labels, and --tiny)", type=bool,
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.distribute:
             raise UserError("--distribute is not supported by the DCGAN's custom training loop; train on one device")
         dataset = data.resolve_dataset(self)
+        if self.conditional is None:
+            self.conditional = dataset in data.REGISTERED
+        if self.conditional and dataset == "folder":
+            raise UserError("--conditional needs labelled images: --dataset mnist or fashion-mnist (or --tiny); a folder has no labels")
         if dataset == "mnist":
             self.dataset = "mnist"  # recorded, so that evaluate knows which classifier reads its images
         if self.image_size is None:
@@ -69,9 +77,14 @@ class Config(cli.TrainConfig):
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}")
 
 
+def fixed_labels(count, classes):
+    """Labels for a grid or a balanced draw: 0, 1, ..., classes - 1, 0, 1, ... as (count, 1); None without classes."""
+    return (np.arange(count, dtype=np.int32) % classes)[:, None] if classes else None
+
+
 def sample_grid(gan, noise, path):
-    """The fixed noise batch through the sampling generator, as one picture."""
-    generated = data.to_uint8(gan.sample(noise))
+    """The fixed noise batch (and labels 0, 1, 2, ... for a conditional GAN) through the sampling generator, as one picture."""
+    generated = data.to_uint8(gan.sample(noise, fixed_labels(len(noise), gan.classes)))
     columns = math.ceil(math.sqrt(len(generated)))
     scale = max(1, 128 // (generated.shape[1] * columns // 8))  # small images are shown larger
     return images.save_image(images.grid(generated, columns=columns, scale=min(scale, 3)), path)
@@ -102,13 +115,13 @@ def write_metrics(path, rows):
 def train(args):
     started = time.time()
     config, resume_dir = cli.resolve_config(PROJECT, Config, args)
-    x, description = data.load(config)
+    x, labels, description = data.load(config)
     if len(x) < config.batch_size:
         raise UserError(f"only {len(x)} training images, fewer than --batch-size {config.batch_size}; lower --batch-size")
     run_dir = cli.open_run(PROJECT, config, resume_dir)
     print(f"{description}; backend {backend.name()}, {backend.describe_device()}")
 
-    gan = GAN(config, channels=x.shape[-1])
+    gan = GAN(config, channels=x.shape[-1], classes=int(labels.max()) + 1 if config.conditional else 0)
     checkpoint = run_dir / "checkpoint.npz"
     first_epoch = gan.restore(checkpoint) if checkpoint.is_file() else 0
     if first_epoch:
@@ -127,8 +140,8 @@ def train(args):
         throughput.on_epoch_begin(epoch)
         totals = {}
         for step in range(steps):
-            batch = data.to_unit_range(x[order[step * config.batch_size : (step + 1) * config.batch_size]])
-            metrics = gan.train_step(batch, rng)
+            chosen = order[step * config.batch_size : (step + 1) * config.batch_size]
+            metrics = gan.train_step(data.to_unit_range(x[chosen]), rng, labels[chosen] if gan.classes else None)
             if not all(map(math.isfinite, metrics.values())):
                 raise UserError(f"training diverged (a loss became NaN) in epoch {epoch + 1}; try a lower --lr. Run kept in {run_dir}")
             totals = {key: totals.get(key, 0.0) + value for key, value in metrics.items()}
@@ -169,15 +182,34 @@ def train(args):
 def load_generator(model):
     path = runs.model_path(PROJECT, model, "generator.keras")
     generator = runs.load_model(path)
-    if len(generator.input_shape) != 2 or len(generator.output_shape) != 4:
+    noise_shape = generator.input_shape[0] if isinstance(generator.input_shape, list) else generator.input_shape
+    if len(noise_shape) != 2 or len(generator.output_shape) != 4:
         raise UserError(f"{path} is not a generator (it maps {generator.input_shape} to {generator.output_shape})")
     return generator, path
 
 
-def draw(generator, count, seed, batch_size=256):
-    """`count` uint8 images (N, H, W, C) from noise seeded by `seed`."""
-    noise = np.random.default_rng(seed).standard_normal((count, generator.input_shape[-1])).astype(np.float32)
-    return data.to_uint8(generator.predict(noise, batch_size=batch_size, verbose=0))
+def classes_of(generator):
+    """How many classes a conditional generator draws (0 for an unconditional one)."""
+    encoding = next((layer for layer in generator.layers if isinstance(layer, keras.layers.CategoryEncoding)), None)
+    return encoding.num_tokens if encoding is not None else 0
+
+
+def draw(generator, count, seed, label=None, batch_size=256):
+    """`count` uint8 images (N, H, W, C) from noise seeded by `seed`.
+
+    A conditional generator draws every class in turn (0, 1, 2, ...), or only `label`.
+    """
+    classes = classes_of(generator)
+    if label is not None and not classes:
+        raise UserError(f"--label {label}: this generator is not conditional (train one with --conditional)")
+    if label is not None and not 0 <= label < classes:
+        raise UserError(f"--label {label}: this generator draws classes 0 to {classes - 1}")
+    latent_dim = generator.inputs[0].shape[-1]
+    noise = np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)
+    inputs = noise
+    if classes:
+        inputs = [noise, fixed_labels(count, classes) if label is None else np.full((count, 1), label, np.int32)]
+    return data.to_uint8(generator.predict(inputs, batch_size=batch_size, verbose=0))
 
 
 def generate(args):
@@ -189,7 +221,7 @@ def generate(args):
     if out.suffix != ".npz" and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not an empty folder; choose another --out")
     generator, path = load_generator(args.model)
-    generated = draw(generator, args.n, args.seed)
+    generated = draw(generator, args.n, args.seed, getattr(args, "label", None))
     if out.suffix == ".npz":
         with runs.atomic_path(out) as temporary:
             np.savez_compressed(temporary, images=generated)
