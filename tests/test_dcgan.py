@@ -106,7 +106,6 @@ def test_generate_writes_pngs_or_one_array(trained, tmp_path):
         dcgan.draw(generator, 1, 0, label=0)
 
 
-@pytest.mark.backend_independent
 def test_a_conditional_gan_draws_the_class_asked_for(tmp_path):
     run_dir = tmp_path / "run"
     flags = dict(tiny=True, conditional=True, image_size=16, width=8, discriminator_width=8, batch_size=32, epochs=1)
