@@ -105,13 +105,14 @@ def set_mixed_precision(enabled):
 
     `enabled` None decides by the hardware: on where it computes faster (`has_fast_half_precision`).
     """
+    fast = has_fast_half_precision()
     if enabled is None:
-        enabled = has_fast_half_precision()
+        enabled = fast
     if not enabled:
         keras.mixed_precision.set_global_policy("float32")
         return "float32"
     policy = half_precision_policy()
-    if not has_fast_half_precision():
+    if not fast:
         warnings.warn("this CPU has no native bfloat16 arithmetic: mixed precision (mixed_bfloat16) may be slower here")
     keras.mixed_precision.set_global_policy(policy)
     return policy

@@ -38,7 +38,7 @@ def add_convert_flags(parser):
     parser.add_argument("--max-side", type=int, default=2048,
                         help="larger photos and frames are scaled down to this many pixels on their longer side (default: 2048)")
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                        help="compute in float16 (GPU) / bfloat16 (CPU), about half the time; default: on where the "
+                        help="compute in float16 (GPU) / bfloat16 (CPU), about a third faster on a CPU that does it natively; default: on where the "
                              "hardware does it natively (a GPU, a CPU with AVX-512 BF16 or AMX)")
 
 

@@ -66,8 +66,10 @@ def bench(args):
     summary = runs.read_json(run_dir / "summary.json")
     assets = HERE / "assets"
     assets.mkdir(exist_ok=True)
-    for source, target in (("final.png", "mnist_samples.png"), ("progress.gif", "mnist_progress.gif"), ("evaluation.png", "mnist_evaluation.png")):
+    for source, target in (("final.png", "mnist_samples.png"), ("evaluation.png", "mnist_evaluation.png")):
         shutil.copy(run_dir / "samples" / source, assets / target)
+    # A smaller animation for the README: the run's own is over a megabyte.
+    dcgan.progress_gif(sorted((run_dir / "samples").glob("epoch_*.png")), assets / "mnist_progress.gif", small=True)
     shares, asked = result["class_shares"], result.get("read_as_asked")
     table = "\n".join(
         [

@@ -95,13 +95,12 @@ class GAN:
     def train_step(self, real, rng, labels=None):
         """One discriminator step and one generator step on a batch of real images in [-1, 1] (and their labels)."""
         count = len(real)
+        d_inputs = [real, self.noise(rng, count)]
         if self.classes:
-            real_labels = np.asarray(labels, np.int32).reshape(count, 1)
-            d_loss, scores = self.d_step(real, self.noise(rng, count), real_labels, self.random_labels(rng, count))
-            g_loss, _ = self.g_step(self.noise(rng, count), self.random_labels(rng, count))
-        else:
-            d_loss, scores = self.d_step(real, self.noise(rng, count))
-            g_loss, _ = self.g_step(self.noise(rng, count))
+            d_inputs += [np.asarray(labels, np.int32).reshape(count, 1), self.random_labels(rng, count)]
+        d_loss, scores = self.d_step(*d_inputs)
+        g_inputs = [self.noise(rng, count)] + ([self.random_labels(rng, count)] if self.classes else [])
+        g_loss, _ = self.g_step(*g_inputs)
         self.update_average()
         return {"d_loss": d_loss, "g_loss": g_loss, **scores}
 

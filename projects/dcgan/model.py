@@ -52,9 +52,11 @@ def build_generator(image_size, channels, width, latent_dim, classes=0):
     doublings, start = layout(image_size)
     filters = width * 2 ** (doublings - 1)
     noise = keras.Input((latent_dim,), name="noise")
-    inputs, x = _with_labels(noise, classes)
+    inputs = x = noise
     if classes:
-        x = layers.Concatenate()([noise, layers.CategoryEncoding(classes, output_mode="one_hot")(inputs[1])])
+        label = label_input()
+        inputs = [noise, label]
+        x = layers.Concatenate()([noise, layers.CategoryEncoding(classes, output_mode="one_hot")(label)])
     x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=initializer())(x)
     x = layers.Reshape((start, start, filters))(layers.ReLU()(batch_norm()(x)))
     for _ in range(doublings - 1):
@@ -70,7 +72,10 @@ def build_discriminator(image_size, channels, width, normalise=True, dropout=0.0
     """Images, and with `classes` also labels (batch, 1), to one logit each: high for real."""
     doublings, _ = layout(image_size)
     image = keras.Input((image_size, image_size, channels), name="image")
-    inputs, x = _with_labels(image, classes)
+    inputs = x = image
+    if classes:
+        label = label_input()
+        inputs = [image, label]
     for level in range(doublings):
         first = level == 0
         x = layers.Conv2D(width * 2**level, 4, strides=2, padding="same", use_bias=first or not normalise,
@@ -83,16 +88,14 @@ def build_discriminator(image_size, channels, width, normalise=True, dropout=0.0
     features = layers.Flatten()(x)
     logit = layers.Dense(1, kernel_initializer=initializer(), dtype="float32")(features)
     if classes:
-        embedded = layers.Flatten()(layers.Embedding(classes, features.shape[-1], embeddings_initializer=initializer())(inputs[1]))
+        embedded = layers.Flatten()(layers.Embedding(classes, features.shape[-1], embeddings_initializer=initializer())(label))
         logit = layers.Add(dtype="float32")([logit, layers.Dot(axes=1, dtype="float32")([embedded, features])])
     return keras.Model(inputs, logit, name="discriminator")
 
 
-def _with_labels(first_input, classes):
-    """([inputs], the tensor to build on): a second input of integer labels when `classes`."""
-    if not classes:
-        return first_input, first_input
-    return [first_input, keras.Input((1,), dtype="int32", name="label")], first_input
+def label_input():
+    """A conditional network's second input: integer class labels, (batch, 1)."""
+    return keras.Input((1,), dtype="int32", name="label")
 
 
 def discriminator_loss(real_logits, fake_logits):

@@ -90,9 +90,13 @@ def sample_grid(gan, noise, path):
     return images.save_image(images.grid(generated, columns=columns, scale=min(scale, 3)), path)
 
 
-def progress_gif(frames, path):
-    """The epoch grids as an animation; the last one lingers."""
+def progress_gif(frames, path, small=False):
+    """The epoch grids as an animation; the last one lingers. `small`: at most 352 px and 16 colours, for a README."""
     pictures = [Image.open(frame).convert("RGB") for frame in frames]
+    if small:
+        for picture in pictures:
+            picture.thumbnail((352, 352))
+        pictures = [picture.quantize(16, dither=Image.Dither.NONE) for picture in pictures]
     durations = [400] * (len(pictures) - 1) + [2000]
     with runs.atomic_path(path) as temporary:
         pictures[0].save(temporary, save_all=True, append_images=pictures[1:], duration=durations, loop=0)
