@@ -62,6 +62,9 @@ class Config(cli.TrainConfig):
     init_color_weight: float = option(0.0, "weight of the YUV colour loss in the initialisation phase too (0: content "
                                            "loss only, as AnimeGANv2; helps with VGG weights that ignore colour)")
     d_lr: float = option(4e-5, "discriminator learning rate")
+    d_warmup_steps: int = option(0, "discriminator-only steps against the initialised generator before the first "
+                                    "adversarial update (0: none, as AnimeGANv2; helps short runs, whose "
+                                    "discriminator otherwise has not learnt anything yet when the generator follows it)")
     crop_size: int = option(256, "side of the random square crops trained on, pixels (a multiple of 4)")
     scale: float = option(1.5, "pictures are scaled so their shorter side is this many crop sizes, then cropped")
     backbone: str = option("vgg19", "VGG network of the content and style losses", choices=sorted(vgg.BACKBONES))
@@ -86,7 +89,7 @@ class Config(cli.TrainConfig):
             raise UserError(f"--init-epochs must be between 0 and --epochs ({self.epochs}), got {self.init_epochs}")
         if self.scale < 1:
             raise UserError(f"--scale must be at least 1 (crops are taken inside the picture), got {self.scale}")
-        cli.require_not_negative(self, "steps_per_epoch", "val_count")
+        cli.require_not_negative(self, "steps_per_epoch", "val_count", "d_warmup_steps")
         for name in ("init_lr", "d_lr"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -199,6 +202,8 @@ def train(args):
 
     for epoch in range(start, config.epochs):
         phase = "init" if epoch < config.init_epochs else "adversarial"
+        if epoch == config.init_epochs and config.d_warmup_steps:
+            rows.append(warm_up_discriminator(gan, pictures, config, epoch))
         print(f"epoch {epoch + 1}/{config.epochs} ({phase})")
         rng = np.random.default_rng([config.seed, epoch])  # crops depend on the epoch only: resuming repeats nothing
         progress = keras.utils.Progbar(steps, stateful_metrics=None, verbose=1 if os.isatty(1) else 2)
@@ -210,8 +215,7 @@ def train(args):
                 loss, terms = gan.init_step(photos)
                 logged = {"init_loss": loss, **{f"g_{k}": v for k, v in terms.items()}}
             else:
-                pairs = data.random_crops(pictures.style, config.batch_size, config.crop_size, rng)
-                anime, smoothed = pairs[..., :3], pairs[..., 3:]
+                anime, smoothed = anime_crops(pictures, config, rng)
                 d_loss, d_terms = gan.discriminator_step(photos, anime, smoothed)
                 g_loss, g_terms = gan.generator_step(photos, anime)
                 logged = {"d_loss": d_loss, "g_loss": g_loss, **{f"g_{k}": v for k, v in g_terms.items()},
@@ -246,6 +250,34 @@ def train(args):
     checkpoint.unlink(missing_ok=True)  # the run is complete; model.keras is what remains useful
     print(f"run saved in {run_dir}")
     return run_dir
+
+
+def anime_crops(pictures, config, rng):
+    """A batch of random anime crops and the same crops of their edge-smoothed copies."""
+    pairs = data.random_crops(pictures.style, config.batch_size, config.crop_size, rng)
+    return pairs[..., :3], pairs[..., 3:]
+
+
+def warm_up_discriminator(gan, pictures, config, epoch):
+    """--d-warmup-steps discriminator updates while the generator stays as the initialisation left it.
+
+    Returns the metrics row of the warm-up (mean losses, seconds). Its crops depend on the
+    epoch only, like an epoch's, so a resumed run repeats it exactly if it had not ended.
+    """
+    print(f"discriminator warm-up: {config.d_warmup_steps} steps")
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    progress = keras.utils.Progbar(config.d_warmup_steps, verbose=1 if os.isatty(1) else 2)
+    totals, started = {}, time.perf_counter()
+    for _ in range(config.d_warmup_steps):
+        photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
+        d_loss, d_terms = gan.discriminator_step(photos, *anime_crops(pictures, config, rng))
+        for key, value in {"d_loss": d_loss, **{f"d_{k}": v for k, v in d_terms.items()}}.items():
+            totals[key] = totals.get(key, 0.0) + value
+        progress.add(1, [("d_loss", d_loss)])
+    if not np.isfinite(list(totals.values())).all():
+        raise UserError("the discriminator warm-up diverged (a loss became NaN); try a lower --d-lr")
+    means = {key: value / config.d_warmup_steps for key, value in totals.items()}
+    return {"epoch": epoch, "phase": "d_warmup", **means, "seconds": time.perf_counter() - started}
 
 
 def write_metrics(rows, path):
