@@ -189,6 +189,41 @@ def test_init_colour_weight_adds_the_colour_loss_to_the_initialisation():
     assert float(numpy(terms["color"])) > 0 and np.isclose(float(numpy(total)), float(expected), rtol=1e-5)
 
 
+def test_discriminator_warm_up_trains_only_the_discriminator():
+    config = animegan.Config(**TINY, d_warmup_steps=2, crop_size=32, batch_size=4, val_count=1)
+    pictures = animegan.load(config)
+    keras.utils.set_random_seed(0)
+    gan = AnimeGAN(config)
+    generator, discriminator = gan.generator.get_weights(), gan.discriminator.get_weights()
+    row = animegan.warm_up_discriminator(gan, pictures, config, epoch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(generator, gan.generator.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(discriminator, gan.discriminator.get_weights()))
+    assert row["phase"] == "d_warmup" and row["epoch"] == 1 and np.isfinite(row["d_loss"]) and row["d_real"] >= 0
+
+
+def test_the_averaged_generator_follows_the_generator_by_its_decay_and_is_checkpointed(tmp_path):
+    config = animegan.Config(**TINY, ema_decay=0.75, crop_size=32, batch_size=4)
+    keras.utils.set_random_seed(0)
+    gan = AnimeGAN(config)
+    gan.start_average()
+    before = gan.generator.get_weights()
+    photos, anime = data.tiny_images(4, 32, seed=0)
+    gan.generator_step(data.to_unit(np.stack(photos)), data.to_unit(np.stack(anime)))
+    gan.update_average()
+    after = gan.generator.get_weights()
+    assert not all(np.array_equal(b, a) for b, a in zip(before, after))
+    expected = [0.75 * b + 0.25 * a for b, a in zip(before, after)]
+    assert all(np.allclose(e, kept, atol=1e-6) for e, kept in zip(expected, gan.average.get_weights()))
+    assert gan.result(adversarial=True) is gan.average and gan.result(adversarial=False) is gan.generator
+
+    gan.save(tmp_path / "checkpoint.npz", 2)
+    restored = AnimeGAN(config)
+    assert restored.restore(tmp_path / "checkpoint.npz") == 2
+    assert all(np.array_equal(a, b) for a, b in zip(gan.average.get_weights(), restored.average.get_weights()))
+    with pytest.raises(UserError, match="ema-decay"):
+        animegan.Config(**TINY, ema_decay=1.0)
+
+
 def test_train_writes_a_complete_run(trained):
     for name in ("config.json", "metrics.csv", "init.keras", "model.keras", "summary.json",
                  "samples/epoch_000.png", "samples/epoch_002.png"):

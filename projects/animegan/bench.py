@@ -9,7 +9,9 @@
    (4e-5) the discriminator of so short a run is still scoring everything alike when
    the generator follows it, and the generator drifts into a colour cast; the bench
    gives it five times that rate and the warm-up. (Five times both rates collapsed the
-   generator into a flat colour within 100 steps.) The initialisation also weighs the
+   generator into a flat colour within 100 steps.) Even so the colours swing back and
+   forth from one epoch to the next, so the saved generator is the average of its weights
+   over the adversarial steps (decay 0.97 a step: about the last 30 steps count). The initialisation also weighs the
    colour loss (15, the Hayao preset's weight): the edge-detection VGG's features barely
    constrain colour, and with the content loss alone the output was still a grey blur
    after 100 steps. Then the validation photos are converted by the generator as it was
@@ -42,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 SAMPLES = "animegan-samples"
 WEIGHTS = "weights/vgg16_hed_bsds500.weights.h5"
 RECIPE = dict(crop_size=128, batch_size=4, steps_per_epoch=20, init_epochs=8, epochs=16, init_color_weight=15.0,
-              init_lr=2e-4, lr=2e-5, d_lr=2e-4, d_warmup_steps=200, val_count=4, preset="hayao", backbone="vgg16")
+              init_lr=2e-4, lr=2e-5, d_lr=2e-4, d_warmup_steps=200, ema_decay=0.97, val_count=4, preset="hayao", backbone="vgg16")
 
 
 def add_flags(parser):
@@ -161,7 +163,8 @@ def bench(args):
         f"| recipe | {config['crop_size']}-px crops, batch {config['batch_size']}, {config['init_epochs']} init + "
         f"{config['d_warmup_steps']} discriminator warm-up steps + {config['epochs'] - config['init_epochs']} adversarial "
         f"epochs of {config['steps_per_epoch']} steps; "
-        f"lr init {config['init_lr']:g}, G {config['lr']:g}, D {config['d_lr']:g}; Hayao weights, and colour "
+        f"lr init {config['init_lr']:g}, G {config['lr']:g}, D {config['d_lr']:g}; generator weights averaged "
+        f"(decay {config['ema_decay']:g}); Hayao weights, and colour "
         f"{config['init_color_weight']:g} in the initialisation; VGG16 (HED weights) |",
         f"| content loss, first → last init epoch | {metrics['init_content_first_epoch']:.3f} → {metrics['init_content_last_epoch']:.3f} |",
         f"| seconds per step | init {init_seconds:.2f}, D warm-up {warmup_seconds:.2f}, adversarial (D + G) {adversarial_seconds:.2f} |",

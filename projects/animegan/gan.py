@@ -10,7 +10,8 @@ Gram style, stay smooth). Each update is a `common.backend.gradient_step`, so th
 same code trains on TensorFlow and on JAX. Adam with beta1 0.5, one optimiser per
 update kind. The spectral normalisation's power-iteration vectors are state the
 steps carry forward. The whole training state (both networks and all three
-optimisers) goes into one checkpoint file, written atomically.
+optimisers, and the averaged generator when `--ema-decay` keeps one) goes into one
+checkpoint file, written atomically.
 """
 
 from pathlib import Path
@@ -31,6 +32,8 @@ class AnimeGAN:
         self.config = config
         self.generator = model.build_generator()
         self.discriminator = model.build_discriminator()
+        # An exponential moving average of the generator's weights over the adversarial steps (off at 0).
+        self.average = model.build_generator() if config.ema_decay else None
         self.perceptual = model.Perceptual(config.backbone, config.backbone_weights)
         adam = lambda lr: keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999)
         self.optimizers = {"init": adam(config.init_lr), "generator": adam(config.lr), "discriminator": adam(config.d_lr)}
@@ -93,14 +96,32 @@ class AnimeGAN:
         )
         return total, terms
 
-    def stylise(self, photos):
+    def start_average(self):
+        """The averaged generator starts from the generator as the initialisation left it."""
+        if self.average is not None:
+            self.average.set_weights(self.generator.get_weights())
+
+    def update_average(self):
+        """After a generator update: average = decay * average + (1 - decay) * generator."""
+        if self.average is not None:
+            decay = self.config.ema_decay
+            for kept, current in zip(self.average.weights, self.generator.weights):
+                kept.assign(decay * kept.value + (1.0 - decay) * current.value)
+
+    def result(self, adversarial):
+        """The generator to show and save: the averaged one once the adversarial phase has begun, if kept."""
+        return self.average if adversarial and self.average is not None else self.generator
+
+    def stylise(self, photos, adversarial=False):
         """Generator outputs in [-1, 1] for photos in [-1, 1] whose sides are a multiple of STRIDE."""
-        return np.asarray(self.generator.predict_on_batch(photos))
+        return np.asarray(self.result(adversarial).predict_on_batch(photos))
 
     # --- checkpoint -------------------------------------------------------------------------
 
     def _variables(self):
         found = self.generator.weights + self.discriminator.weights
+        if self.average is not None:
+            found += self.average.weights
         for optimizer in self.optimizers.values():
             found += optimizer.variables
         return found
