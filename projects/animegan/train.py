@@ -7,6 +7,11 @@ of the same validation photos and a checkpoint that `--resume` continues from. T
 generator is saved as `init.keras` when the initialisation ends and as
 `model.keras` at the end: the file `convert` and `export` take.
 
+Two additions for short runs, off by default: `--d-warmup-steps` trains the
+discriminator alone for a while before the generator first follows it, and
+`--ema-decay` saves the moving average of the generator's weights over the
+adversarial steps instead of its last weights.
+
 The loss weights come from a `--preset`, the ones published for each AnimeGANv2
 style; every weight is also a flag of its own.
 """
