@@ -33,6 +33,7 @@ from projects.animegan import data, model
 
 PROJECT = "animegan"
 SAMPLES_DIR = "animegan-samples"  # under --data-dir / $DATA_DIR: photo/ and one folder per style
+SHOWN = ("init_loss", "d_loss", "g_loss")  # on the progress bar; metrics.csv has every term
 TINY = {"count": 8, "size": 48, "crop_size": 32, "batch_size": 4, "steps_per_epoch": 4, "epochs": 3, "init_epochs": 1}
 
 # Loss weights published with AnimeGANv2 for its three styles (generator terms, then the
@@ -218,10 +219,10 @@ def train(args):
                 rows.append(warm_up_discriminator(gan, pictures, config, epoch))
         print(f"epoch {epoch + 1}/{config.epochs} ({phase})")
         rng = np.random.default_rng([config.seed, epoch])  # crops depend on the epoch only: resuming repeats nothing
-        progress = keras.utils.Progbar(steps, stateful_metrics=None, verbose=1 if os.isatty(1) else 2)
+        progress = epoch_progress(steps)
         totals = {}
         throughput.on_epoch_begin(epoch)
-        for _ in range(steps):
+        for step in range(steps):
             photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
             if phase == "init":
                 loss, terms = gan.init_step(photos)
@@ -238,7 +239,7 @@ def train(args):
                                 f"Run kept in {run_dir}; its checkpoint holds the last finished epoch")
             for key, value in logged.items():
                 totals[key] = totals.get(key, 0.0) + value
-            progress.add(1, [(k, logged[k]) for k in ("init_loss", "d_loss", "g_loss") if k in logged])
+            progress.update(step + 1, [(k, totals[k] / (step + 1)) for k in SHOWN if k in totals])
         throughput.on_epoch_end(epoch)
 
         outputs = gan.stylise(pictures.validation, adversarial=phase == "adversarial")
@@ -265,6 +266,11 @@ def train(args):
     return run_dir
 
 
+def epoch_progress(steps):
+    """A progress bar showing the losses' means so far (Keras' own shows the last step's value at the end)."""
+    return keras.utils.Progbar(steps, stateful_metrics=SHOWN, verbose=1 if os.isatty(1) else 2)
+
+
 def anime_crops(pictures, config, rng):
     """A batch of random anime crops and the same crops of their edge-smoothed copies."""
     pairs = data.random_crops(pictures.style, config.batch_size, config.crop_size, rng)
@@ -279,14 +285,14 @@ def warm_up_discriminator(gan, pictures, config, epoch):
     """
     print(f"discriminator warm-up: {config.d_warmup_steps} steps")
     rng = np.random.default_rng([config.seed, epoch, 1])
-    progress = keras.utils.Progbar(config.d_warmup_steps, verbose=1 if os.isatty(1) else 2)
+    progress = epoch_progress(config.d_warmup_steps)
     totals, started = {}, time.perf_counter()
-    for _ in range(config.d_warmup_steps):
+    for step in range(config.d_warmup_steps):
         photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
         d_loss, d_terms = gan.discriminator_step(photos, *anime_crops(pictures, config, rng))
         for key, value in {"d_loss": d_loss, **{f"d_{k}": v for k, v in d_terms.items()}}.items():
             totals[key] = totals.get(key, 0.0) + value
-        progress.add(1, [("d_loss", d_loss)])
+        progress.update(step + 1, [("d_loss", totals["d_loss"] / (step + 1))])
     if not np.isfinite(list(totals.values())).all():
         raise UserError("the discriminator warm-up diverged (a loss became NaN); try a lower --d-lr")
     means = {key: value / config.d_warmup_steps for key, value in totals.items()}
