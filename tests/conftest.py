@@ -61,6 +61,14 @@ def cli():
     return run_cli
 
 
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Every test starts in float32: a training run that chose mixed precision leaves Keras' global policy set."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
