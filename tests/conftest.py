@@ -63,9 +63,12 @@ def cli():
 
 @pytest.fixture(autouse=True)
 def float32_policy():
-    """Every test starts in float32: a training run that chose mixed precision leaves Keras' global policy set."""
+    """Every test, and every fixture set up after it, starts in float32: a training run that chose mixed
+    precision leaves Keras' global policy set."""
     import keras
 
+    keras.mixed_precision.set_global_policy("float32")
+    yield
     keras.mixed_precision.set_global_policy("float32")
 
 
