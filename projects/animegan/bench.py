@@ -10,11 +10,11 @@
    the generator follows it, and the generator drifts into a colour cast; the bench
    gives it five times that rate and the warm-up. (Five times both rates collapsed the
    generator into a flat colour within 100 steps.) Even so the colours swing back and
-   forth from one epoch to the next, so the saved generator is the average of its weights
-   over the adversarial steps (decay 0.97 a step: about the last 30 steps count). The initialisation also weighs the
-   colour loss (15, the Hayao preset's weight): the edge-detection VGG's features barely
-   constrain colour, and with the content loss alone the output was still a grey blur
-   after 100 steps. Then the validation photos are converted by the generator as it was
+   forth from one epoch to the next, so the saved generator is the average of its
+   weights over the adversarial steps (decay 0.97 a step: about the last 30 steps
+   count). The initialisation also weighs the colour loss (15, the Hayao preset's
+   weight): the edge-detection VGG's features barely constrain colour, and with the
+   content loss alone the output was still a grey blur after 100 steps. Then the validation photos are converted by the generator as it was
    when the initialisation ended and as it is at the end, and compared with the photos
    and with the published AnimeGANv2 Hayao rendering of the same photos: how far in
    pixels, how far their colour distributions are (per YUV channel, the mean distance

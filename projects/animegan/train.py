@@ -219,32 +219,15 @@ def train(args):
                 rows.append(warm_up_discriminator(gan, pictures, config, epoch))
         print(f"epoch {epoch + 1}/{config.epochs} ({phase})")
         rng = np.random.default_rng([config.seed, epoch])  # crops depend on the epoch only: resuming repeats nothing
-        progress = epoch_progress(steps)
-        totals = {}
         throughput.on_epoch_begin(epoch)
-        for step in range(steps):
-            photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
-            if phase == "init":
-                loss, terms = gan.init_step(photos)
-                logged = {"init_loss": loss, **{f"g_{k}": v for k, v in terms.items()}}
-            else:
-                anime, smoothed = anime_crops(pictures, config, rng)
-                d_loss, d_terms = gan.discriminator_step(photos, anime, smoothed)
-                g_loss, g_terms = gan.generator_step(photos, anime)
-                gan.update_average()
-                logged = {"d_loss": d_loss, "g_loss": g_loss, **{f"g_{k}": v for k, v in g_terms.items()},
-                          **{f"d_{k}": v for k, v in d_terms.items()}}
-            if not np.isfinite(list(logged.values())).all():
-                raise UserError(f"training diverged (a loss became NaN) in epoch {epoch + 1}; try lower learning rates. "
-                                f"Run kept in {run_dir}; its checkpoint holds the last finished epoch")
-            for key, value in logged.items():
-                totals[key] = totals.get(key, 0.0) + value
-            progress.update(step + 1, [(k, totals[k] / (step + 1)) for k in SHOWN if k in totals])
+        means = run_steps(steps, lambda: training_step(gan, pictures, config, rng, phase),
+                          f"training diverged (a loss became NaN) in epoch {epoch + 1}; try lower learning rates. "
+                          f"Run kept in {run_dir}; its checkpoint holds the last finished epoch")
         throughput.on_epoch_end(epoch)
 
         outputs = gan.stylise(pictures.validation, adversarial=phase == "adversarial")
         images.save_image(before_after(pictures.validation, outputs, f"epoch {epoch + 1}"), samples / f"epoch_{epoch + 1:03d}.png")
-        rows.append({"epoch": epoch, "phase": phase, **{k: v / steps for k, v in totals.items()},
+        rows.append({"epoch": epoch, "phase": phase, **means,
                      "val_pixel_l1": pixel_l1(pictures.validation, outputs), "seconds": throughput.epoch_seconds[-1]})
         write_metrics(rows, metrics_file)
         if epoch + 1 == config.init_epochs:
@@ -266,9 +249,37 @@ def train(args):
     return run_dir
 
 
-def epoch_progress(steps):
-    """A progress bar showing the losses' means so far (Keras' own shows the last step's value at the end)."""
-    return keras.utils.Progbar(steps, stateful_metrics=SHOWN, verbose=1 if os.isatty(1) else 2)
+def run_steps(count, step, failure):
+    """Runs `step()`, which returns a dict of losses, `count` times; shows their running means and returns
+    the means. A loss that is not finite stops the run with `failure` as the error."""
+    # Keras' own bar would end on the last step's value; it is given the running means instead.
+    progress = keras.utils.Progbar(count, stateful_metrics=SHOWN, verbose=1 if os.isatty(1) else 2)
+    totals = {}
+    for done in range(1, count + 1):
+        logged = step()
+        if not np.isfinite(list(logged.values())).all():
+            raise UserError(failure)
+        for key, value in logged.items():
+            totals[key] = totals.get(key, 0.0) + value
+        progress.update(done, [(key, totals[key] / done) for key in SHOWN if key in totals])
+    return {key: value / count for key, value in totals.items()}
+
+
+def prefixed(prefix, terms):
+    return {f"{prefix}_{key}": value for key, value in terms.items()}
+
+
+def training_step(gan, pictures, config, rng, phase):
+    """One step of the phase on fresh random crops; its losses by name."""
+    photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
+    if phase == "init":
+        loss, terms = gan.init_step(photos)
+        return {"init_loss": loss, **prefixed("g", terms)}
+    anime, smoothed = anime_crops(pictures, config, rng)
+    d_loss, d_terms = gan.discriminator_step(photos, anime, smoothed)
+    g_loss, g_terms = gan.generator_step(photos, anime)
+    gan.update_average()
+    return {"d_loss": d_loss, "g_loss": g_loss, **prefixed("g", g_terms), **prefixed("d", d_terms)}
 
 
 def anime_crops(pictures, config, rng):
@@ -285,17 +296,14 @@ def warm_up_discriminator(gan, pictures, config, epoch):
     """
     print(f"discriminator warm-up: {config.d_warmup_steps} steps")
     rng = np.random.default_rng([config.seed, epoch, 1])
-    progress = epoch_progress(config.d_warmup_steps)
-    totals, started = {}, time.perf_counter()
-    for step in range(config.d_warmup_steps):
+
+    def step():
         photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
         d_loss, d_terms = gan.discriminator_step(photos, *anime_crops(pictures, config, rng))
-        for key, value in {"d_loss": d_loss, **{f"d_{k}": v for k, v in d_terms.items()}}.items():
-            totals[key] = totals.get(key, 0.0) + value
-        progress.update(step + 1, [("d_loss", totals["d_loss"] / (step + 1))])
-    if not np.isfinite(list(totals.values())).all():
-        raise UserError("the discriminator warm-up diverged (a loss became NaN); try a lower --d-lr")
-    means = {key: value / config.d_warmup_steps for key, value in totals.items()}
+        return {"d_loss": d_loss, **prefixed("d", d_terms)}
+
+    started = time.perf_counter()
+    means = run_steps(config.d_warmup_steps, step, "the discriminator warm-up diverged (a loss became NaN); try a lower --d-lr")
     return {"epoch": epoch, "phase": "d_warmup", **means, "seconds": time.perf_counter() - started}
 
 
