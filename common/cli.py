@@ -45,6 +45,17 @@ class TrainConfig:
             raise UserError(f"--lr must be positive, got {self.lr}")
 
 
+@dataclass
+class CustomStepConfig(TrainConfig):
+    """Settings of the projects that train through `common.loop` (custom steps)."""
+
+    checkpoint_every: int = option(200, "save a checkpoint every N steps (and at least every 2 minutes and at each epoch's end)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_at_least_one(self, "checkpoint_every")
+
+
 def require_at_least_one(config, *names):
     """A clear error for the first of these whole-number settings that is below 1."""
     for name in names:

@@ -14,17 +14,15 @@ A conditional GAN (`classes` > 0) passes integer labels (batch, 1) beside the im
 and the noise: real images with their own labels, generated ones with labels drawn
 uniformly at random.
 
-The checkpoint holds every variable (generator, discriminator, average, both Adam
-states) and the epoch in one .npz file written atomically: a run killed at any moment
-resumes from its last finished epoch.
+`variables_to_save` names every variable (generator, discriminator, average, both
+Adam states) for the training loop's checkpoints.
 """
 
 import numpy as np
 import keras
 from keras import ops
 
-from common import backend, runs
-from common.errors import UserError
+from common import backend
 from projects.dcgan.model import build_discriminator, build_generator, discriminator_loss, generator_loss
 
 
@@ -53,7 +51,6 @@ class GAN:
             for target, source in zip(self.average.variables, self.generator.variables):
                 target.assign(source)
         self.ema = config.ema
-        self.updates = 0  # generator steps so far, for the average's warm-up
         self.d_optimizer, self.g_optimizer = adam(config), adam(config)
         generator, discriminator = self.generator, self.discriminator
 
@@ -92,8 +89,9 @@ class GAN:
     def random_labels(self, rng, count):
         return rng.integers(0, self.classes, (count, 1)).astype(np.int32)
 
-    def train_step(self, real, rng, labels=None):
-        """One discriminator step and one generator step on a batch of real images in [-1, 1] (and their labels)."""
+    def train_step(self, real, rng, labels=None, updates=1):
+        """One discriminator step and one generator step on a batch of real images in [-1, 1] (and their labels);
+        `updates` counts the generator steps so far, this one included."""
         count = len(real)
         d_inputs = [real, self.noise(rng, count)]
         if self.classes:
@@ -101,16 +99,15 @@ class GAN:
         d_loss, scores = self.d_step(*d_inputs)
         g_inputs = [self.noise(rng, count)] + ([self.random_labels(rng, count)] if self.classes else [])
         g_loss, _ = self.g_step(*g_inputs)
-        self.update_average()
+        self.update_average(updates)
         return {"d_loss": d_loss, "g_loss": g_loss, **scores}
 
-    def update_average(self):
-        self.updates += 1
+    def update_average(self, updates):
         if self.average is None:
             return
         # Early on the average would mostly remember the random start, so it spans at most
         # the last half of the steps so far until that reaches the decay's own horizon.
-        decay = min(self.ema, self.updates / (self.updates + 2))
+        decay = min(self.ema, updates / (updates + 2))
         for target, source in zip(self.average.variables, self.generator.variables):
             target.assign(decay * target + (1 - decay) * ops.cast(source, target.dtype))
 
@@ -123,9 +120,8 @@ class GAN:
             batches.append(ops.convert_to_numpy(self.sampler(inputs, training=False)))
         return np.concatenate(batches)
 
-    # --- checkpoint ---------------------------------------------------------------------
-
-    def _groups(self):
+    def variables_to_save(self):
+        """Everything the next step depends on, by name, for the training loop's checkpoints."""
         groups = {
             "generator": self.generator.variables,
             "discriminator": self.discriminator.variables,
@@ -135,27 +131,3 @@ class GAN:
         if self.average is not None:
             groups["average"] = self.average.variables
         return groups
-
-    def save(self, path, epoch):
-        arrays = {"epoch": np.array(epoch), "updates": np.array(self.updates)}
-        for group, variables in self._groups().items():
-            for index, variable in enumerate(variables):
-                arrays[f"{group}/{index}"] = variable.numpy()
-        with runs.atomic_path(path) as temporary:
-            np.savez(temporary, **arrays)
-
-    def restore(self, path):
-        """Load a checkpoint written by `save`; returns the number of finished epochs."""
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                arrays = dict(saved)
-        except (OSError, ValueError, EOFError) as error:
-            raise UserError(f"{path} is not a readable checkpoint ({error})") from None
-        for group, variables in self._groups().items():
-            for index, variable in enumerate(variables):
-                value = arrays.get(f"{group}/{index}")
-                if value is None or tuple(value.shape) != tuple(variable.shape):
-                    raise UserError(f"{path} does not match this model ({group} variable {index}); was it written by another version?")
-                variable.assign(value)
-        self.updates = int(arrays["updates"])
-        return int(arrays["epoch"])

@@ -1,27 +1,27 @@
 """Training and generation for the DCGAN.
 
-`train` runs the adversarial loop epoch by epoch over shuffled real images, writes
-`metrics.csv`, a grid of samples from one fixed noise batch after every epoch (so the
-grids show one set of faces or digits taking shape), a checkpoint for `--resume`, and
-at the end the sampling generator (`generator.keras`), a progress GIF and the run's
+`train` runs the adversarial step (gan.py) through the shared training loop
+(`common.loop`), epoch by epoch over shuffled real images: metrics.csv, TensorBoard,
+step checkpoints for `--resume`, and after every epoch a grid of samples from one
+fixed noise batch (so the grids show one set of faces or digits taking shape). At the
+end it saves the sampling generator (`generator.keras`), a progress GIF and the run's
 summary. `generate` draws any number of images from a trained generator, as PNG files
 or one uint8 array.
 """
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 from PIL import Image
 
-from common import backend, callbacks, cli, images, runs
+from common import backend, cli, images, runs
 from common.cli import option
 from common.errors import UserError
+from common.loop import Phase, TrainingLoop
 from projects.dcgan import data
 from projects.dcgan.gan import GAN
 from projects.dcgan.model import layout
@@ -31,7 +31,7 @@ FIXED_NOISE_STREAM = 7919  # seeds the noise of the per-epoch sample grids, apar
 
 
 @dataclass
-class Config(cli.TrainConfig):
+class Config(cli.CustomStepConfig):
     dataset: str = option(None, "train on a registered dataset (default: mnist, or the images in --data-dir when given)", choices=data.REGISTERED)
     data_dir: str = option(None, "a folder of your own images to learn (with --dataset: the folder holding that dataset's files)")
     image_size: int = option(None, "side of the square images, a multiple of 4 (default: 28 for the registered sets, 64 for a folder, 16 with --tiny)", type=int)
@@ -82,12 +82,12 @@ def fixed_labels(count, classes):
     return (np.arange(count, dtype=np.int32) % classes)[:, None] if classes else None
 
 
-def sample_grid(gan, noise, path):
+def sample_grid(gan, noise):
     """The fixed noise batch (and labels 0, 1, 2, ... for a conditional GAN) through the sampling generator, as one picture."""
     generated = data.to_uint8(gan.sample(noise, fixed_labels(len(noise), gan.classes)))
     columns = math.ceil(math.sqrt(len(generated)))
     scale = max(1, 128 // (generated.shape[1] * columns // 8))  # small images are shown larger
-    return images.save_image(images.grid(generated, columns=columns, scale=min(scale, 3)), path)
+    return images.grid(generated, columns=columns, scale=min(scale, 3))
 
 
 def progress_gif(frames, path, small=False):
@@ -103,19 +103,6 @@ def progress_gif(frames, path, small=False):
     return path
 
 
-def read_metrics(path, finished_epochs):
-    """Rows of an earlier part of a resumed run, up to its last checkpoint."""
-    if not path.is_file() or finished_epochs == 0:
-        return []
-    rows = pd.read_csv(path)
-    return rows[rows["epoch"] < finished_epochs].to_dict("records")
-
-
-def write_metrics(path, rows):
-    with runs.atomic_path(path) as temporary:
-        pd.DataFrame(rows).to_csv(temporary, index=False)
-
-
 def train(args):
     started = time.time()
     config, resume_dir = cli.resolve_config(PROJECT, Config, args)
@@ -126,58 +113,40 @@ def train(args):
     print(f"{description}; backend {backend.name()}, {backend.describe_device()}")
 
     gan = GAN(config, channels=x.shape[-1], classes=int(labels.max()) + 1 if config.conditional else 0)
-    checkpoint = run_dir / "checkpoint.npz"
-    first_epoch = gan.restore(checkpoint) if checkpoint.is_file() else 0
-    if first_epoch:
-        print(f"continuing after epoch {first_epoch} of {config.epochs}")
+    loop = TrainingLoop(run_dir, gan.variables_to_save(), config.seed, resume=resume_dir is not None,
+                        checkpoint_steps=config.checkpoint_every)
     fixed_noise = gan.noise(np.random.default_rng([config.seed, FIXED_NOISE_STREAM]), config.samples)
-    steps = len(x) // config.batch_size  # whole batches only: one compiled shape, steady batch norm
-    throughput = callbacks.Throughput(steps * config.batch_size)
-    rows = read_metrics(run_dir / "metrics.csv", first_epoch)
-    interactive = sys.stdout.isatty()
+    batch = config.batch_size
+    steps = len(x) // batch  # whole batches only: one compiled shape, steady batch norm
 
-    for epoch in range(first_epoch, config.epochs):
-        rng = np.random.default_rng([config.seed, epoch])  # order and noise of this epoch, the same when resumed
-        order = rng.permutation(len(x))
-        bar = keras.utils.Progbar(steps, verbose=1 if interactive else 0, stateful_metrics=["real_score", "fake_score"])
-        print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
-        throughput.on_epoch_begin(epoch)
-        totals = {}
-        for step in range(steps):
-            chosen = order[step * config.batch_size : (step + 1) * config.batch_size]
-            metrics = gan.train_step(data.to_unit_range(x[chosen]), rng, labels[chosen] if gan.classes else None)
-            if not all(map(math.isfinite, metrics.values())):
-                raise UserError(f"training diverged (a loss became NaN) in epoch {epoch + 1}; try a lower --lr. Run kept in {run_dir}")
-            totals = {key: totals.get(key, 0.0) + value for key, value in metrics.items()}
-            bar.update(step + 1, values=list(metrics.items()))
-        throughput.on_epoch_end(epoch)
-        row = {"epoch": epoch, **{key: value / steps for key, value in totals.items()},
-               "seconds": throughput.epoch_seconds[-1], "images_per_second": steps * config.batch_size / throughput.epoch_seconds[-1]}
-        rows.append(row)
-        write_metrics(run_dir / "metrics.csv", rows)
-        sample_grid(gan, fixed_noise, run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
-        gan.save(checkpoint, epoch + 1)
-        print("  " + ", ".join(f"{key} {value:.4g}" for key, value in row.items() if key != "epoch"), flush=True)
+    def step(at):  # at.epoch_data: the epoch's order of the images; at.rng: its noise
+        chosen = at.epoch_data[at.index * batch : (at.index + 1) * batch]
+        return gan.train_step(data.to_unit_range(x[chosen]), at.rng, labels[chosen] if gan.classes else None, at.step + 1)
+
+    def end_epoch(epoch, logs):
+        loop.save_sample(sample_grid(gan, fixed_noise), f"epoch_{epoch + 1:03d}.png")
+
+    last = loop.run([Phase("train", step, steps, config.epochs, samples_per_step=batch,
+                           begin_epoch=lambda rng, epoch: rng.permutation(len(x)), end_epoch=end_epoch)])
 
     runs.save_model(gan.sampler, run_dir / "generator.keras")
     runs.save_model(gan.discriminator, run_dir / "discriminator.keras")
     frames = sorted((run_dir / "samples").glob("epoch_*.png"))
     progress_gif(frames, run_dir / "samples" / "progress.gif")
-    final = sample_grid(gan, fixed_noise, run_dir / "samples" / "final.png")
-    last = rows[-1]
+    final = images.save_image(sample_grid(gan, fixed_noise), run_dir / "samples" / "final.png")
     summary = cli.finish_run(
         run_dir,
         config,
         started,
-        throughput,
+        loop,
         {key: last[key] for key in ("d_loss", "g_loss", "real_score", "fake_score")},
-        train_images_per_second=round(throughput.samples_per_second, 1),
-        training_images=config.epochs * steps * config.batch_size,
+        train_images_per_second=round(loop.samples_per_second, 1),
+        training_images=config.epochs * steps * batch,
         resumed=resume_dir is not None,
         generator_parameters=gan.generator.count_params(),
         discriminator_parameters=gan.discriminator.count_params(),
     )
-    checkpoint.unlink(missing_ok=True)  # the run is finished: generator.keras is what it made
+    loop.discard_checkpoint()  # the run is finished: generator.keras is what it made
     print(f"samples in {final} and {run_dir / 'samples' / 'progress.gif'}; summary {summary}")
     print(f"run saved in {run_dir}")
     return run_dir
