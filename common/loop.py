@@ -121,7 +121,10 @@ class TrainingLoop:
     """Runs phases of custom steps in a run folder, with progress, metrics, TensorBoard and checkpoints.
 
     `variables` maps a name to the variables saved under it (a network's `variables`,
-    an optimizer's `variables`): everything training needs to go on.
+    an optimizer's `variables`): everything training needs to go on. `checkpoint_steps`
+    None writes no checkpoints (work that is not worth resuming, such as a few hundred
+    steps of optimising one picture). `callbacks`: more Keras callbacks, called before
+    the standard ones; `self.params["loop"]` is the loop.
     """
 
     def __init__(self, run_dir, variables, seed, resume=False, unit="images", shown=None,
@@ -246,10 +249,14 @@ class TrainingLoop:
     # --- checkpoints ------------------------------------------------------------------------
 
     def _checkpoint_due(self):
+        if self.checkpoint_steps is None:
+            return False
         return self.step % self.checkpoint_steps == 0 or time.monotonic() - self._saved_at >= self.checkpoint_seconds
 
     def save_checkpoint(self):
         """Every variable and the loop's state, in one .npz written atomically (no pickles)."""
+        if self.checkpoint_steps is None:
+            return
         state = {"step": self.step, "epoch": vars(self.epoch_state) if self.epoch_state.steps else None,
                  "rng": self.rng.bit_generator.state if self.epoch_state.steps else None}
         arrays = {"loop_state": np.array(json.dumps(state))}
@@ -322,7 +329,8 @@ class MetricsFile(keras.callbacks.Callback):
             self.rows = rows[rows["step"] <= resumed_step].to_dict("records") if "step" in rows else []
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rows.append(dict(logs))
+        first = {"phase": logs["phase"], "epoch": int(logs["epoch"]), "step": int(logs["step"])}
+        self.rows.append({**first, **{key: value for key, value in logs.items() if key not in first}})
         with runs.atomic_path(self.path) as temporary:
             pd.DataFrame(self.rows).to_csv(temporary, index=False)
 
