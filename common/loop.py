@@ -373,6 +373,7 @@ class TensorBoardWriter:
         if purge_step is not None:  # TensorBoard drops what earlier files logged from this step on
             self._write(event_pb2.Event(wall_time=time.time(), step=purge_step,
                                         session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+        self.flush()
 
     @classmethod
     def open(cls, folder, purge_step=None):

@@ -33,16 +33,50 @@ os.environ["KERAS_HOME"] = scratch("keras-home-")
 sys.path.insert(0, str(ROOT))
 
 
-def run_cli(*args, env=None, timeout=300):
-    """Run `python -m <args>` from the repository root; returns the CompletedProcess."""
+def run_python(*args, env=None, timeout=300):
+    """Run `python <args>` from the repository root; returns the CompletedProcess."""
     return subprocess.run(
-        [sys.executable, "-m", *map(str, args)],
+        [sys.executable, *map(str, args)],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_cli(*args, env=None, timeout=300):
+    """Run `python -m <args>` from the repository root; returns the CompletedProcess."""
+    return run_python("-m", *args, env=env, timeout=timeout)
+
+
+# Runs a command (`python -m MODULE ARGS`) that kills itself with SIGKILL when the function
+# or method TARGET ("package.module:Class.method") is called for the COUNT-th time.
+KILLED_AT_CALL = """
+import importlib, os, runpy, signal, sys
+target, count, module = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+owner_name, _, attribute = target.partition(":")
+owner = importlib.import_module(owner_name)
+*path, name = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+real, calls = getattr(owner, name), []
+def killing(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == count:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+setattr(owner, name, killing)
+sys.argv = [module, *sys.argv[4:]]
+runpy.run_module(module, run_name="__main__")
+"""
+
+
+def run_killed_at_call(target, count, module, *args):
+    """`python -m module args`, SIGKILLed at the `count`-th call of `target`; asserts that it was killed."""
+    result = run_python("-c", KILLED_AT_CALL, target, count, module, *args)
+    assert result.returncode == -9, result.stderr[-3000:]
+    return result
 
 
 def assert_one_line_error(result, *fragments):
@@ -59,6 +93,16 @@ def assert_one_line_error(result, *fragments):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def python():
+    return run_python
+
+
+@pytest.fixture
+def killed_at_call():
+    return run_killed_at_call
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 def test_train_writes_a_complete_run_and_both_losses_move(trained):
     run_dir = trained
     for name in ("config.json", "metrics.csv", "generator.keras", "discriminator.keras", "summary.json",
-                 "samples/epoch_003.png", "samples/final.png", "samples/progress.gif"):
+                 "samples/epoch_003.png", "samples/final.png", "samples/progress.gif", "tensorboard"):
         assert (run_dir / name).exists(), name
     assert not (run_dir / "checkpoint.npz").exists()  # removed once the run finished
     with Image.open(run_dir / "samples" / "progress.gif") as gif:
@@ -50,34 +50,22 @@ def test_train_writes_a_complete_run_and_both_losses_move(trained):
     assert metrics["real_score"].iloc[-1] > metrics["fake_score"].iloc[-1]
 
 
-@pytest.mark.backend_independent
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypatch):
+def test_a_run_killed_mid_epoch_resumes_to_the_same_losses(trained, tmp_path, killed_at_call):
     run_dir = tmp_path / "run"
-    flags = dict(tiny=True, image_size=28, mode="grey", width=8, discriminator_width=8, batch_size=32, epochs=3, out=str(run_dir))
-    real_step, calls = dcgan.GAN.train_step, []
-
-    def interrupted_step(self, real, rng, labels=None):
-        calls.append(1)
-        if len(calls) == 8 * 2 + 3:  # in the third epoch
-            raise KeyboardInterrupt
-        return real_step(self, real, rng, labels)
-
-    monkeypatch.setattr(dcgan.GAN, "train_step", interrupted_step)
-    with pytest.raises(KeyboardInterrupt):
-        dcgan.train(argparse.Namespace(**flags))
-    monkeypatch.setattr(dcgan.GAN, "train_step", real_step)
+    # 8 steps an epoch; checkpoints after steps 5, 8 (the epoch's end) and 10; killed before step 14.
+    killed_at_call("projects.dcgan.gan:GAN.train_step", 14, "projects.dcgan", "train", *TINY, "--checkpoint-every", "5", "--out", run_dir)
     assert (run_dir / "checkpoint.npz").exists() and not (run_dir / "summary.json").exists()
-    assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
+    assert list(pd.read_csv(run_dir / "metrics.csv")["epoch"]) == [0]
+    assert any((run_dir / "tensorboard").iterdir())
 
     dcgan.train(argparse.Namespace(resume=str(run_dir)))
     resumed = pd.read_csv(run_dir / "metrics.csv")
-    assert list(resumed["epoch"]) == [0, 1, 2]
+    assert list(resumed["epoch"]) == [0, 1, 2] and list(resumed["step"]) == [8, 16, 24]
     assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
-    # Same seed, same settings: the interrupted run ends where the uninterrupted one did.
+    # Same seed, same settings: the killed run ends exactly where the uninterrupted one did.
     straight = pd.read_csv(trained / "metrics.csv")
-    for column in ("d_loss", "g_loss"):
-        assert resumed[column].to_numpy() == pytest.approx(straight[column].to_numpy(), rel=1e-3, abs=1e-3)
+    for column in ("d_loss", "g_loss", "real_score", "fake_score"):
+        assert resumed[column].to_numpy() == pytest.approx(straight[column].to_numpy(), rel=1e-6), column
     with pytest.raises(UserError, match="already finished"):
         dcgan.train(argparse.Namespace(resume=str(run_dir)))
 

@@ -9,19 +9,16 @@ discriminator, keep the photo's content and colours, take the anime pictures'
 Gram style, stay smooth). Each update is a `common.backend.gradient_step`, so the
 same code trains on TensorFlow and on JAX. Adam with beta1 0.5, one optimiser per
 update kind. The spectral normalisation's power-iteration vectors are state the
-steps carry forward. The whole training state (both networks and all three
-optimisers, and the averaged generator when `--ema-decay` keeps one) goes into one
-checkpoint file, written atomically.
+steps carry forward. `variables_to_save` names the whole training state (both
+networks and all three optimisers, and the averaged generator when `--ema-decay` keeps
+one) for the training loop's checkpoints.
 """
-
-from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-from common import backend, runs, vgg
-from common.errors import UserError
+from common import backend, vgg
 from projects.animegan import model
 
 
@@ -116,37 +113,10 @@ class AnimeGAN:
         """Generator outputs in [-1, 1] for photos in [-1, 1] whose sides are a multiple of STRIDE."""
         return np.asarray(self.result(adversarial).predict_on_batch(photos))
 
-    # --- checkpoint -------------------------------------------------------------------------
-
-    def _variables(self):
-        found = self.generator.weights + self.discriminator.weights
+    def variables_to_save(self):
+        """Everything training needs to go on, by name, for the training loop's checkpoints."""
+        groups = {"generator": self.generator.variables, "discriminator": self.discriminator.variables}
         if self.average is not None:
-            found += self.average.weights
-        for optimizer in self.optimizers.values():
-            found += optimizer.variables
-        return found
-
-    def save(self, path, epochs_done):
-        """Everything training needs to go on, in one file, written atomically."""
-        arrays = {f"v{i:04d}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._variables())}
-        with runs.atomic_path(path) as temporary:
-            np.savez(temporary, epochs_done=np.int64(epochs_done), **arrays)
-
-    def restore(self, path):
-        """Load a checkpoint written by `save`; returns the number of epochs it had finished."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path.parent} has no checkpoint yet (it stopped before its first epoch ended); start a new run")
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                variables = self._variables()
-                if len(saved.files) - 1 != len(variables):
-                    raise ValueError(f"{len(saved.files) - 1} arrays, the networks need {len(variables)}")
-                for index, variable in enumerate(variables):
-                    value = saved[f"v{index:04d}"]
-                    if tuple(value.shape) != tuple(variable.shape):
-                        raise ValueError(f"{variable.path} should be {tuple(variable.shape)}, the file has {value.shape}")
-                    variable.assign(value)
-                return int(saved["epochs_done"])
-        except (OSError, ValueError, KeyError) as error:
-            raise UserError(f"{path} is not a usable checkpoint of this run ({error})") from None
+            groups["average"] = self.average.variables
+        groups.update({f"{name}_optimizer": optimizer.variables for name, optimizer in self.optimizers.items()})
+        return groups

@@ -1,11 +1,13 @@
 """Training AnimeGAN on a folder of photos and a folder of anime pictures in one style.
 
 `train` holds both folders in memory (scaled so the crops see a good share of each
-picture), runs the content-only initialisation epochs and then the adversarial
-epochs (see gan.py), and after every epoch writes metrics.csv, a before/after grid
-of the same validation photos and a checkpoint that `--resume` continues from. The
-generator is saved as `init.keras` when the initialisation ends and as
-`model.keras` at the end: the file `convert` and `export` take.
+picture) and runs the content-only initialisation epochs, then the adversarial
+epochs (see gan.py), as phases of the shared training loop (`common.loop`: progress,
+metrics.csv, TensorBoard, step checkpoints that `--resume` continues from). After
+every epoch it adds the validation pixel distance to metrics.csv and saves a
+before/after grid of the same validation photos. The generator is saved as
+`init.keras` when the initialisation ends and as `model.keras` at the end: the file
+`convert` and `export` take.
 
 Two additions for short runs, off by default: `--d-warmup-steps` trains the
 discriminator alone for a while before the generator first follows it, and
@@ -23,12 +25,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 from PIL import Image
 
-from common import callbacks, cli, images, runs, vgg
+from common import cli, images, runs, vgg
 from common.cli import option
 from common.errors import UserError
+from common.loop import Phase, TrainingLoop
 from projects.animegan import data, model
 
 PROJECT = "animegan"
@@ -49,7 +51,7 @@ PRESETS = {
 
 
 @dataclass
-class Config(cli.TrainConfig):
+class Config(cli.CustomStepConfig):
     data_dir: str = option(None, f"folder holding {SAMPLES_DIR}/ (photo/ and a folder per style), used when "
                                  "--photos/--style are not given (default: $DATA_DIR)")
     photos: str = option(None, "folder of photos: what the generator learns to convert")
@@ -198,83 +200,58 @@ def train(args):
     print(f"{pictures.description}; {steps} steps of {config.batch_size} {config.crop_size}-px crops per epoch, "
           f"{config.init_epochs} initialisation + {config.epochs - config.init_epochs} adversarial epochs; "
           f"{config.backbone} ({config.backbone_weights}); generator {gan.generator.count_params():,} weights")
+    loop = TrainingLoop(run_dir, gan.variables_to_save(), config.seed, resume=resume_dir is not None, shown=SHOWN,
+                        checkpoint_steps=config.checkpoint_every)
+    if loop.step == 0:
+        loop.save_sample(before_after(pictures.validation, gan.stylise(pictures.validation), "untrained"), "epoch_000.png")
 
-    checkpoint, metrics_file = run_dir / "checkpoint.npz", run_dir / "metrics.csv"
-    start = gan.restore(checkpoint) if resume_dir else 0
-    rows = pd.read_csv(metrics_file).to_dict("records") if resume_dir and metrics_file.is_file() else []
-    rows = [row for row in rows if row["epoch"] < start]
-    if start:
-        print(f"continuing after epoch {start} of {config.epochs}")
-    throughput = callbacks.Throughput(steps * config.batch_size)
-    samples = run_dir / "samples"
-    if start == 0:
-        images.save_image(before_after(pictures.validation, gan.stylise(pictures.validation), "untrained"),
-                          samples / "epoch_000.png")
+    def end_epoch(epoch, logs):
+        outputs = gan.stylise(pictures.validation, adversarial=logs["phase"] == "adversarial")
+        loop.save_sample(before_after(pictures.validation, outputs, f"epoch {epoch + 1}"), f"epoch_{epoch + 1:03d}.png")
+        logs["val_pixel_l1"] = pixel_l1(pictures.validation, outputs)
 
-    for epoch in range(start, config.epochs):
-        phase = "init" if epoch < config.init_epochs else "adversarial"
-        if epoch == config.init_epochs:
-            gan.start_average()
-            if config.d_warmup_steps:
-                rows.append(warm_up_discriminator(gan, pictures, config, epoch))
-        print(f"epoch {epoch + 1}/{config.epochs} ({phase})")
-        rng = np.random.default_rng([config.seed, epoch])  # crops depend on the epoch only: resuming repeats nothing
-        throughput.on_epoch_begin(epoch)
-        means = run_steps(steps, lambda: training_step(gan, pictures, config, rng, phase),
-                          f"training diverged (a loss became NaN) in epoch {epoch + 1}; try lower learning rates. "
-                          f"Run kept in {run_dir}; its checkpoint holds the last finished epoch")
-        throughput.on_epoch_end(epoch)
-
-        outputs = gan.stylise(pictures.validation, adversarial=phase == "adversarial")
-        images.save_image(before_after(pictures.validation, outputs, f"epoch {epoch + 1}"), samples / f"epoch_{epoch + 1:03d}.png")
-        rows.append({"epoch": epoch, "phase": phase, **means,
-                     "val_pixel_l1": pixel_l1(pictures.validation, outputs), "seconds": throughput.epoch_seconds[-1]})
-        write_metrics(rows, metrics_file)
-        if epoch + 1 == config.init_epochs:
-            runs.save_model(gan.generator, run_dir / "init.keras")
-        gan.save(checkpoint, epoch + 1)
+    phase = dict(steps_per_epoch=steps, samples_per_step=config.batch_size, end_epoch=end_epoch)
+    loop.run([
+        Phase("init", lambda at: init_step(gan, pictures, config, at.rng), epochs=config.init_epochs,
+              on_end=lambda: runs.save_model(gan.generator, run_dir / "init.keras"), **phase),
+        # The warm-up's crops come from a generator of their own: the adversarial epoch after it draws as without one.
+        Phase("d_warmup", lambda at: discriminator_step(gan, pictures, config, at.rng), config.d_warmup_steps,
+              samples_per_step=config.batch_size, count_epochs=False, title=f"discriminator warm-up: {config.d_warmup_steps} steps",
+              rng_key=lambda epoch: [config.seed, epoch, 1]),
+        Phase("adversarial", lambda at: adversarial_step(gan, pictures, config, at.rng), epochs=config.epochs - config.init_epochs,
+              on_start=gan.start_average, **phase),
+    ])
 
     runs.save_model(gan.result(adversarial=config.epochs > config.init_epochs), run_dir / "model.keras")
-    final = rows[-1] if rows else {}
+    rows = loop.metrics.rows
+    epochs = [row for row in rows if row["phase"] != "d_warmup"]
     init_rows = [row for row in rows if row["phase"] == "init"]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "phase", "seconds") and v == v}
+    leave_out = ("phase", "epoch", "step", "seconds", "images_per_second")
+    metrics = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k not in leave_out and v == v}
     if init_rows:
         metrics["init_val_pixel_l1"] = init_rows[-1]["val_pixel_l1"]
         metrics["init_content_first_epoch"] = init_rows[0]["g_content"]
         metrics["init_content_last_epoch"] = init_rows[-1]["g_content"]
-    cli.finish_run(run_dir, config, started, throughput, metrics, resumed=resume_dir is not None,
+    cli.finish_run(run_dir, config, started, loop, metrics, resumed=resume_dir is not None,
                    generator_parameters=gan.generator.count_params(), steps_per_epoch=steps)
-    checkpoint.unlink(missing_ok=True)  # the run is complete; model.keras is what remains useful
+    loop.discard_checkpoint()  # the run is complete; model.keras is what remains useful
     print(f"run saved in {run_dir}")
     return run_dir
-
-
-def run_steps(count, step, failure):
-    """Runs `step()`, which returns a dict of losses, `count` times; shows their running means and returns
-    the means. A loss that is not finite stops the run with `failure` as the error."""
-    # Keras' own bar would end on the last step's value; it is given the running means instead.
-    progress = keras.utils.Progbar(count, stateful_metrics=SHOWN, verbose=1 if os.isatty(1) else 2)
-    totals = {}
-    for done in range(1, count + 1):
-        logged = step()
-        if not np.isfinite(list(logged.values())).all():
-            raise UserError(failure)
-        for key, value in logged.items():
-            totals[key] = totals.get(key, 0.0) + value
-        progress.update(done, [(key, totals[key] / done) for key in SHOWN if key in totals])
-    return {key: value / count for key, value in totals.items()}
 
 
 def prefixed(prefix, terms):
     return {f"{prefix}_{key}": value for key, value in terms.items()}
 
 
-def training_step(gan, pictures, config, rng, phase):
-    """One step of the phase on fresh random crops; its losses by name."""
+def init_step(gan, pictures, config, rng):
+    """An initialisation step on fresh random photo crops; its losses by name."""
+    loss, terms = gan.init_step(data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng))
+    return {"init_loss": loss, **prefixed("g", terms)}
+
+
+def adversarial_step(gan, pictures, config, rng):
+    """A discriminator and a generator update on fresh random crops, then the average follows."""
     photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
-    if phase == "init":
-        loss, terms = gan.init_step(photos)
-        return {"init_loss": loss, **prefixed("g", terms)}
     anime, smoothed = anime_crops(pictures, config, rng)
     d_loss, d_terms = gan.discriminator_step(photos, anime, smoothed)
     g_loss, g_terms = gan.generator_step(photos, anime)
@@ -282,31 +259,14 @@ def training_step(gan, pictures, config, rng, phase):
     return {"d_loss": d_loss, "g_loss": g_loss, **prefixed("g", g_terms), **prefixed("d", d_terms)}
 
 
+def discriminator_step(gan, pictures, config, rng):
+    """A discriminator update alone (the --d-warmup-steps before the first adversarial epoch)."""
+    photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
+    d_loss, d_terms = gan.discriminator_step(photos, *anime_crops(pictures, config, rng))
+    return {"d_loss": d_loss, **prefixed("d", d_terms)}
+
+
 def anime_crops(pictures, config, rng):
     """A batch of random anime crops and the same crops of their edge-smoothed copies."""
     pairs = data.random_crops(pictures.style, config.batch_size, config.crop_size, rng)
     return pairs[..., :3], pairs[..., 3:]
-
-
-def warm_up_discriminator(gan, pictures, config, epoch):
-    """--d-warmup-steps discriminator updates while the generator stays as the initialisation left it.
-
-    Returns the metrics row of the warm-up (mean losses, seconds). Its crops depend on the
-    epoch only, like an epoch's, so a resumed run repeats it exactly if it had not ended.
-    """
-    print(f"discriminator warm-up: {config.d_warmup_steps} steps")
-    rng = np.random.default_rng([config.seed, epoch, 1])
-
-    def step():
-        photos = data.random_crops(pictures.photos, config.batch_size, config.crop_size, rng)
-        d_loss, d_terms = gan.discriminator_step(photos, *anime_crops(pictures, config, rng))
-        return {"d_loss": d_loss, **prefixed("d", d_terms)}
-
-    started = time.perf_counter()
-    means = run_steps(config.d_warmup_steps, step, "the discriminator warm-up diverged (a loss became NaN); try a lower --d-lr")
-    return {"epoch": epoch, "phase": "d_warmup", **means, "seconds": time.perf_counter() - started}
-
-
-def write_metrics(rows, path):
-    with runs.atomic_path(path) as temporary:
-        pd.DataFrame(rows).to_csv(temporary, index=False)
