@@ -329,8 +329,11 @@ class MetricsFile(keras.callbacks.Callback):
             self.rows = rows[rows["step"] <= resumed_step].to_dict("records") if "step" in rows else []
 
     def on_epoch_end(self, epoch, logs=None):
+        # Keras hands callbacks the logs sorted by name: where, then the figures, then the timing.
         first = {"phase": logs["phase"], "epoch": int(logs["epoch"]), "step": int(logs["step"])}
-        self.rows.append({**first, **{key: value for key, value in logs.items() if key not in first}})
+        timing = [key for key in logs if key == "seconds" or key.endswith("_per_second")]
+        figures = {key: value for key, value in logs.items() if key not in first and key not in timing}
+        self.rows.append({**first, **figures, **{key: logs[key] for key in timing}})
         with runs.atomic_path(self.path) as temporary:
             pd.DataFrame(self.rows).to_csv(temporary, index=False)
 

@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from common.errors import UserError
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, run_killed_at_call as killed_at_call
 from projects.animegan import convert, data, model
 from projects.animegan import train as animegan
 from projects.animegan.gan import AnimeGAN
+from common.loop import TrainingLoop
 
 # The cheapest setting that still trains every piece: VGG16 with random weights, 32-px crops.
 TINY = dict(tiny=True, backbone="vgg16", backbone_weights="random", epochs=2, init_epochs=1, steps_per_epoch=2)
@@ -35,24 +36,21 @@ def picture(path, size=(40, 32), mode="RGB", seed=0):
     return path
 
 
+# Three phases of 3 steps an epoch: initialisation (steps 1-3), a discriminator warm-up (4-5) and
+# one adversarial epoch (6-8), with the averaged generator kept.
+THREE_PHASES = [f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
+                for k, v in {**TINY, "steps_per_epoch": 3, "d_warmup_steps": 2, "ema_decay": 0.5}.items()]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny run, interrupted in its second (adversarial) epoch and resumed: shared by the tests that need a generator."""
+    """One tiny run, SIGKILLed in its adversarial epoch and resumed: shared by the tests that need a generator."""
     run_dir = tmp_path_factory.mktemp("animegan") / "run"
-    real_crops, calls = data.random_crops, []
-
-    def interrupted(*args):
-        calls.append(1)
-        if len(calls) == 3:  # two initialisation steps done; the first adversarial step never runs
-            raise KeyboardInterrupt
-        return real_crops(*args)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(data, "random_crops", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            animegan.train(argparse.Namespace(**TINY, out=str(run_dir)))
+    # Checkpoints after steps 3 and 5 (ends of phases) and 6; killed before step 8 (the adversarial epoch's second).
+    killed_at_call("projects.animegan.train:adversarial_step", 2, "projects.animegan", "train", *THREE_PHASES,
+                   "--checkpoint-every", "6", "--out", run_dir)
     assert (run_dir / "checkpoint.npz").exists() and not (run_dir / "summary.json").exists()
-    assert len(pd.read_csv(run_dir / "metrics.csv")) == 1
+    assert list(pd.read_csv(run_dir / "metrics.csv")["phase"]) == ["init", "d_warmup"]
     animegan.train(argparse.Namespace(resume=str(run_dir)))
     return run_dir
 
@@ -195,10 +193,10 @@ def test_discriminator_warm_up_trains_only_the_discriminator():
     keras.utils.set_random_seed(0)
     gan = AnimeGAN(config)
     generator, discriminator = gan.generator.get_weights(), gan.discriminator.get_weights()
-    row = animegan.warm_up_discriminator(gan, pictures, config, epoch=1)
+    losses = animegan.discriminator_step(gan, pictures, config, np.random.default_rng(0))
     assert all(np.array_equal(a, b) for a, b in zip(generator, gan.generator.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(discriminator, gan.discriminator.get_weights()))
-    assert row["phase"] == "d_warmup" and row["epoch"] == 1 and np.isfinite(row["d_loss"]) and row["d_real"] >= 0
+    assert set(losses) == {"d_loss", "d_real", "d_grey", "d_fake", "d_smooth"} and losses["d_real"] >= 0
 
 
 def test_the_averaged_generator_follows_the_generator_by_its_decay_and_is_checkpointed(tmp_path):
@@ -216,9 +214,9 @@ def test_the_averaged_generator_follows_the_generator_by_its_decay_and_is_checkp
     assert all(np.allclose(e, kept, atol=1e-6) for e, kept in zip(expected, gan.average.get_weights()))
     assert gan.result(adversarial=True) is gan.average and gan.result(adversarial=False) is gan.generator
 
-    gan.save(tmp_path / "checkpoint.npz", 2)
+    TrainingLoop(tmp_path, gan.variables_to_save(), seed=0, verbose=0).save_checkpoint()
     restored = AnimeGAN(config)
-    assert restored.restore(tmp_path / "checkpoint.npz") == 2
+    TrainingLoop(tmp_path, restored.variables_to_save(), seed=0, resume=True, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(gan.average.get_weights(), restored.average.get_weights()))
     with pytest.raises(UserError, match="ema-decay"):
         animegan.Config(**TINY, ema_decay=1.0)
@@ -226,12 +224,13 @@ def test_the_averaged_generator_follows_the_generator_by_its_decay_and_is_checkp
 
 def test_train_writes_a_complete_run(trained):
     for name in ("config.json", "metrics.csv", "init.keras", "model.keras", "summary.json",
-                 "samples/epoch_000.png", "samples/epoch_002.png"):
+                 "samples/epoch_000.png", "samples/epoch_002.png", "tensorboard"):
         assert (trained / name).exists(), name
     assert not (trained / "checkpoint.npz").exists()  # removed once the run finished
     metrics = pd.read_csv(trained / "metrics.csv")
-    assert list(metrics["phase"]) == ["init", "adversarial"]
-    assert np.isfinite(metrics.loc[1, ["d_loss", "g_loss", "g_style", "g_color", "g_tv", "d_smooth"]].astype(float)).all()
+    assert list(metrics["phase"]) == ["init", "d_warmup", "adversarial"] and list(metrics["step"]) == [3, 5, 8]
+    assert np.isnan(metrics.loc[1, "g_loss"]) and np.isnan(metrics.loc[0, "d_loss"])  # each phase its own columns
+    assert np.isfinite(metrics.loc[2, ["d_loss", "g_loss", "g_style", "g_color", "g_tv", "d_smooth"]].astype(float)).all()
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
     assert summary["generator_parameters"] == model.build_generator().count_params()
@@ -247,9 +246,14 @@ def test_presets_set_the_weights_and_flags_override_them():
     assert config.backbone_weights == "random"  # --tiny never downloads
 
 
-def test_the_interrupted_run_resumed_where_it_stopped(trained):
-    assert list(pd.read_csv(trained / "metrics.csv")["phase"]) == ["init", "adversarial"]
+def test_the_killed_run_resumed_to_the_losses_of_an_uninterrupted_one(trained, tmp_path):
     assert json.loads((trained / "summary.json").read_text())["resumed"] is True
+    straight = tmp_path / "straight"
+    result = run_cli("projects.animegan", "train", *THREE_PHASES, "--out", straight)
+    assert result.returncode == 0, result.stderr[-3000:]
+    columns = ["init_loss", "g_content", "d_loss", "d_real", "g_loss", "g_adversarial", "g_style", "val_pixel_l1"]
+    resumed, expected = pd.read_csv(trained / "metrics.csv")[columns], pd.read_csv(straight / "metrics.csv")[columns]
+    pd.testing.assert_frame_equal(resumed, expected, rtol=1e-6)
     with pytest.raises(UserError, match="already finished"):
         animegan.train(argparse.Namespace(resume=str(trained)))
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from common import runs, vgg
 from common.errors import UserError
+from common.loop import CHECKPOINT
 from conftest import assert_one_line_error
 from projects.style_transfer import data, losses, optimize
 from projects.style_transfer import train as fast
@@ -87,15 +88,29 @@ def test_perceptual_loss_weights_its_terms_and_blends_styles():
         losses.PerceptualLoss("vgg16", "random", "block5_conv4", "block1_conv1", 1, 1, 1)
 
 
-def test_optimisation_lowers_the_loss():
+def test_optimisation_lowers_the_loss(tmp_path):
     photo = np.asarray(data.tiny_photos(1, 32)[0].resize((32, 20)), np.float32)
     config = optimize.StylizeConfig(**settings())
     result, history = optimize.optimise(photo, [data.tiny_painting(32)], [1.0], optimize.perceptual_loss(config),
-                                        iterations=15, lr=8.0, save_every=5)
+                                        iterations=15, lr=8.0, out=tmp_path, save_every=5)
     first, last = history.losses[0]["loss"], history.losses[-1]["loss"]
     assert last < 0.8 * first, (first, last)
     assert result.shape == photo.shape and 0 <= result.min() and result.max() <= 255
     assert [iteration for iteration, _ in history.snapshots] == [0, 5, 10, 15]
+    assert [row["iteration"] for row in history.losses] == list(range(1, 16))
+    assert history.compile_seconds > 0 and history.seconds_per_iteration > 0
+    # The training loop's metrics.csv holds the mean of each --save-every iterations' losses.
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics["step"]) == [5, 10, 15]
+    means = [np.mean([row["loss"] for row in history.losses[start : start + 5]]) for start in (0, 5, 10)]
+    np.testing.assert_allclose(metrics["loss"], means, rtol=1e-6)
+
+
+def test_optimisation_stops_on_a_nan_loss(tmp_path):
+    photo = np.asarray(data.tiny_photos(1, 32)[0].resize((32, 20)), np.float32)
+    loss = optimize.perceptual_loss(optimize.StylizeConfig(**settings()))
+    with pytest.raises(UserError, match="loss became nan at step 2"):
+        optimize.optimise(photo, [data.tiny_painting(32)], [1.0], loss, iterations=5, lr=float("nan"), out=tmp_path)
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -121,13 +136,18 @@ def test_stylize_by_optimisation_keeps_orientation_and_aspect(cli, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["size"] == [20, 32] and summary["iterations"] == 4 and summary["seconds_per_iteration"] > 0
     assert len(pd.read_csv(out / "losses.csv")) == 4
+    assert list(pd.read_csv(out / "metrics.csv")["step"]) == [2, 4]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (out / CHECKPOINT).exists()  # a few iterations on one picture are not worth resuming
 
 
 def test_fast_network_trains_and_paints_any_size(trained, cli, tmp_path):
     for name in ("config.json", "metrics.csv", "model.keras", "summary.json", "samples/epoch_003.jpg"):
         assert (trained / name).exists(), name
-    assert not (trained / fast.CHECKPOINT).exists()  # the finished model replaces it
+    assert not (trained / CHECKPOINT).exists()  # the finished model replaces it
     metrics = pd.read_csv(trained / "metrics.csv")
+    assert list(metrics.columns[:3]) == ["phase", "epoch", "step"]
+    assert set(metrics.columns[3:]) == {*fast.TERMS, "seconds", "images_per_second"}
     assert list(metrics["epoch"]) == [0, 1, 2]
     assert np.isfinite(metrics["loss"]).all()  # a dozen steps on random crops: too few for the mean to fall reliably
     summary = json.loads((trained / "summary.json").read_text())
@@ -169,26 +189,39 @@ def test_evaluate_scores_outputs_against_the_trained_style(trained, tmp_path, ca
     assert "stylised" in capsys.readouterr().out
 
 
-@pytest.mark.backend_independent
-def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
+def test_a_run_interrupted_mid_epoch_resumes_as_if_never_stopped(trained, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
-    base = dict(tiny=True, epochs=2, out=str(run_dir), filters=4, residual_blocks=1, **settings())
-    original = data.Crops.batch
+    flags = dict(tiny=True, epochs=3, out=str(run_dir), filters=4, residual_blocks=1, checkpoint_every=3, **settings())
+    original, drawn = data.Crops.batch, []
 
     def interrupted(self, step):
-        if step == fast.TINY["steps_per_epoch"]:  # the first step of the second epoch
+        if step == 6:  # the third step of the second epoch; the last checkpoint is after step 6 of 12
             raise KeyboardInterrupt
+        return original(self, step)
+
+    def recorded(self, step):
+        drawn.append(step)
         return original(self, step)
 
     monkeypatch.setattr(data.Crops, "batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fast.train(argparse.Namespace(**base))
-    assert (run_dir / fast.CHECKPOINT).exists() and not (run_dir / "summary.json").exists()
-    monkeypatch.setattr(data.Crops, "batch", original)
+        fast.train(argparse.Namespace(**flags))
+    assert (run_dir / CHECKPOINT).exists() and not (run_dir / "summary.json").exists()
+    monkeypatch.setattr(data.Crops, "batch", recorded)
     fast.train(argparse.Namespace(resume=str(run_dir)))
-    assert list(pd.read_csv(run_dir / "metrics.csv")["epoch"]) == [0, 1]
+    assert "continuing after step 6" in capsys.readouterr().out
+    assert drawn == list(range(6, 12))  # only the steps not taken, with the crops they would have had
+
+    # Same seed, same settings: the interrupted run ends where the uninterrupted one did.
+    resumed, straight = pd.read_csv(run_dir / "metrics.csv"), pd.read_csv(trained / "metrics.csv")
+    assert list(resumed["epoch"]) == [0, 1, 2] and list(resumed["step"]) == [4, 8, 12]
+    for column in fast.TERMS:
+        np.testing.assert_allclose(resumed[column], straight[column], rtol=1e-5, err_msg=column)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["resumed"] is True and summary["steps"] == 2 * fast.TINY["steps_per_epoch"]
+    assert summary["resumed"] is True and summary["steps"] == 3 * fast.TINY["steps_per_epoch"]
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(path.name for path in (run_dir / "samples").iterdir()) == [f"epoch_00{n}.jpg" for n in (1, 2, 3)]
+    assert not (run_dir / CHECKPOINT).exists()
 
 
 def test_network_output_has_the_input_size():

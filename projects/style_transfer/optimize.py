@@ -6,8 +6,11 @@ The image itself is the only trainable variable. It starts as the photo (or as n
 gradient of the perceptual loss, through the frozen VGG, then clips them to [0, 255].
 Adam on pixels gets to a good picture in a few hundred steps; its step size is in pixel
 values, so `--lr 4` means no pixel moves by much more than 4 per step. Several paintings
-blend by mixing their Gram matrices. Every `--save-every` iterations the current image
-is saved, so a user can watch it converge, and the losses are logged for the curve.
+blend by mixing their Gram matrices. The iterations run through the shared training
+loop (`common.loop`), in epochs of `--save-every` iterations, for its progress bar, its
+stop on a NaN loss and its TensorBoard logs (no checkpoints: a few hundred steps on one
+picture are not worth resuming). After each epoch the current image is kept, so a user
+can watch it converge, and every iteration's losses are logged for the curve.
 
 `--preserve-color` does luminance-only transfer: the photo and the painting are reduced
 to their luminance (the painting's matched to the photo's mean and spread), the
@@ -25,6 +28,7 @@ from keras import ops
 from common import backend, cli, images, runs
 from common.cli import option
 from common.errors import UserError
+from common.loop import Phase, TrainingLoop
 from projects.style_transfer import data, losses, pictures
 from projects.style_transfer.losses import PerceptualLoss
 
@@ -94,11 +98,30 @@ class History:
     compile_seconds: float = 0.0
 
 
-def optimise(photo, paintings, blend, loss, iterations, lr, init="content", save_every=0, preserve_color=False, seed=0, report=None):
+class Recorder(keras.callbacks.Callback):
+    """Each iteration's losses into a History, and its speed: the first iteration (which compiles) apart from the rest."""
+
+    def __init__(self, history):
+        super().__init__()
+        self.history = history
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        iteration, now = self.params["loop"].step, time.perf_counter()
+        self.history.losses.append({"iteration": iteration, **logs})
+        if iteration == 1:
+            self.history.compile_seconds, self.first = now - self.started, now
+        else:
+            self.history.seconds_per_iteration = (now - self.first) / (iteration - 1)
+
+
+def optimise(photo, paintings, blend, loss, iterations, lr, out, init="content", save_every=0, preserve_color=False, seed=0):
     """Repaint `photo` (float RGB (H, W, 3)) in the style of `paintings` (each (h, w, 3)).
 
-    `loss` is a PerceptualLoss; `blend` the share of each painting. Returns (image, History).
-    `report(iteration, loss, terms)` is called after every iteration (for progress).
+    `loss` is a PerceptualLoss; `blend` the share of each painting. `out` is the folder
+    the training loop writes its metrics.csv and TensorBoard logs to. Returns (image, History).
     """
     original = photo
     if preserve_color:
@@ -118,30 +141,26 @@ def optimise(photo, paintings, blend, loss, iterations, lr, init="content", save
     def loss_fn(content_targets, style_targets):
         return loss(image.value, content_targets, style_targets)
 
-    step = backend.gradient_step(loss_fn, [image], optimizer)
+    update = backend.gradient_step(loss_fn, [image], optimizer)
     history = History()
+    loop = TrainingLoop(out, {"image": [image], "optimizer": optimizer.variables}, seed, unit="iterations",
+                        checkpoint_steps=None, callbacks=[Recorder(history)])
 
-    def keep(iteration):
+    def step(at):
+        total, terms = update(content_targets, style_targets)
+        image.assign(ops.clip(image.value, 0.0, 255.0))
+        return {"loss": total, **terms}
+
+    def keep():
         snapshot = keras.ops.convert_to_numpy(image.value)[0]
-        history.snapshots.append((iteration, data.keep_colours(snapshot, original) if preserve_color else snapshot))
+        history.snapshots.append((loop.step, data.keep_colours(snapshot, original) if preserve_color else snapshot))
 
     if save_every:
-        keep(0)
-    started = time.perf_counter()
-    for iteration in range(1, iterations + 1):
-        total, terms = step(content_targets, style_targets)
-        image.assign(ops.clip(image.value, 0.0, 255.0))
-        if iteration == 1:
-            # the first step includes tracing and compiling; it is timed apart from the rest
-            history.compile_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-        history.losses.append({"iteration": iteration, "loss": total, **terms})
-        if report:
-            report(iteration, total, terms)
-        if save_every and (iteration % save_every == 0 or iteration == iterations):
-            keep(iteration)
-    if iterations > 1:
-        history.seconds_per_iteration = (time.perf_counter() - started) / (iterations - 1)
+        keep()
+    every = save_every or max(1, iterations // 10)  # without snapshots, ten epochs still show the progress
+    end_epoch = (lambda epoch, logs: keep()) if save_every else None
+    loop.run([Phase("optimise", step, every, iterations // every, end_epoch=end_epoch),
+              Phase("optimise", step, iterations % every, end_epoch=end_epoch)])  # the iterations left over
     result = keras.ops.convert_to_numpy(image.value)[0]
     if preserve_color:
         result = data.keep_colours(result, original)
@@ -181,16 +200,9 @@ def run(config):
     print(f"repainting {config.content} ({width}x{height}) in the style of {', '.join(config.style)}; "
           f"{config.iterations} iterations on {backend.name()}, {backend.describe_device()}")
     started = time.time()
-    every = config.save_every or max(1, config.iterations // 10)
-
-    def report(iteration, total, terms):
-        if iteration % every == 0 or iteration == config.iterations:
-            print(f"iteration {iteration}/{config.iterations}: loss {total:.4g} (content {terms['content']:.4g}, "
-                  f"style {terms['style']:.4g}, tv {terms['tv']:.4g}); {time.time() - started:.0f} s", flush=True)
-
     result, history = optimise(
-        photo, paintings, blend, loss, config.iterations, config.lr, config.init, config.save_every,
-        config.preserve_color, config.seed, report,
+        photo, paintings, blend, loss, config.iterations, config.lr, out, config.init, config.save_every,
+        config.preserve_color, config.seed,
     )
     save_outputs(out, result, history, config, loss.weights)
     final = history.losses[-1]

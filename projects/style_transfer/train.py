@@ -3,16 +3,16 @@
 `train` fits a transform network (`model.py`) to one painting: every step draws a batch
 of random crops of the content photos, runs them through the network, and takes an
 Adam step on the perceptual loss (`losses.py`) between the network's output and the
-crops (content) and the painting (style), with `common.backend.gradient_step`. Each
-epoch it saves a checkpoint (weights, optimiser state), a sample image and a line of
-metrics.csv; `--resume` continues from the last checkpoint with the very batches the
-run would have drawn. The final model.keras stylises any image size in one pass.
+crops (content) and the painting (style), with `common.backend.gradient_step`. It trains
+through the shared training loop (`common.loop`): a progress bar, metrics.csv,
+TensorBoard, step checkpoints (weights, optimiser state) for `--resume`, which
+continues with the very batches the run would have drawn, and after every epoch a
+sample image. The final model.keras stylises any image size in one pass.
 `stylize --model` runs it over files or folders, `evaluate` scores it with the loss it
 was trained on, `export` writes a self-contained uint8-in, uint8-out model and checks
 that it reloads with the same output.
 """
 
-import csv
 import sys
 import time
 from collections import defaultdict
@@ -22,21 +22,21 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common import backend, callbacks, cli, images, runs
+from common import backend, cli, images, runs
 from common.cli import option
 from common.errors import UserError
+from common.loop import Phase, TrainingLoop
 from projects.style_transfer import data, losses
 from projects.style_transfer.model import build_transform_net, inference_model
 from projects.style_transfer.optimize import OUTPUTS, perceptual_loss
 
 PROJECT = "style_transfer"
-CHECKPOINT = "checkpoint.npz"
 TERMS = ("loss", "content", "style", "tv")
 TINY = {"crop_size": 32, "steps_per_epoch": 4, "photo_size": 48, "speed_size": 64}
 
 
 @dataclass
-class Config(cli.TrainConfig):
+class Config(cli.CustomStepConfig):
     style: str = option(None, "the painting the network learns to paint like")
     content_dir: list = option(None, "folder of content photos to train on; repeat for several", action="append", type=str)
     data_dir: str = option(None, "one more folder of content photos (the shared flag; same as --content-dir)")
@@ -91,45 +91,6 @@ def load(config):
     return photos, painting, f"{len(photos)} photos from {', '.join(folders)}"
 
 
-def save_checkpoint(run_dir, net, optimizer, epoch):
-    """Weights, optimiser state and the finished epoch, in one atomically written .npz (no pickles)."""
-    arrays = {f"net_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(net.weights)}
-    arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(optimizer.variables)})
-    with runs.atomic_path(run_dir / CHECKPOINT) as temporary:
-        np.savez(temporary, epoch=epoch, **arrays)
-
-
-def load_checkpoint(run_dir, net, optimizer):
-    """Restore a checkpoint into a built network and optimiser; returns the epochs already done (0: none yet)."""
-    path = run_dir / CHECKPOINT
-    if not path.is_file():
-        return 0
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            for prefix, variables in (("net", net.weights), ("optimizer", optimizer.variables)):
-                for i, variable in enumerate(variables):
-                    variable.assign(saved[f"{prefix}_{i}"])
-            return int(saved["epoch"])
-    except (OSError, KeyError, ValueError) as error:
-        raise UserError(f"{path} is not a checkpoint of this network ({error}); start a new run") from None
-
-
-def append_metrics(run_dir, row, done_epochs=None):
-    """Add a line to metrics.csv; `done_epochs` first drops lines past the checkpoint a run resumes from."""
-    path = run_dir / "metrics.csv"
-    fields = ["epoch", *TERMS, "epoch_seconds"]
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as stream:
-            rows = [r for r in csv.DictReader(stream) if done_epochs is None or int(r["epoch"]) < done_epochs]
-    rows.append(row)
-    with runs.atomic_path(path) as temporary:
-        with open(temporary, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-
 def seconds_per_image(net, size=512, repeats=5):
     """Median seconds to stylise one size x size image, after two warm-up passes (tracing, compiling)."""
     x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
@@ -147,6 +108,7 @@ def train(args):
     started = time.time()
     config, resume_dir = cli.resolve_config(PROJECT, Config, args)
     photos, painting, description = load(config)
+    keras.utils.set_random_seed(config.seed)  # so that a random VGG (--backbone-weights random) is the same on --resume
     loss = perceptual_loss(config)  # builds the VGG: bad weights stop here, before any run folder exists
     run_dir = cli.open_run(PROJECT, config, resume_dir)
     print(f"{description}; style {config.style or 'generated stripes'}; {config.crop_size} px crops, batch {config.batch_size}; "
@@ -161,51 +123,39 @@ def train(args):
         content_targets = {k: keras.ops.stop_gradient(v) for k, v in loss.content_targets(photos).items()}
         return loss(stylised, content_targets, style_targets)
 
-    step = backend.gradient_step(loss_fn, net.trainable_variables, optimizer)
-    done = load_checkpoint(run_dir, net, optimizer) if resume_dir else 0
-    if done:
-        print(f"resuming after epoch {done} of {config.epochs}")
+    update = backend.gradient_step(loss_fn, net.trainable_variables, optimizer)
+    loop = TrainingLoop(run_dir, {"net": net.variables, "optimizer": optimizer.variables}, config.seed,
+                        resume=resume_dir is not None, checkpoint_steps=config.checkpoint_every)
     crops = data.Crops(photos, config.crop_size, config.batch_size, config.seed)
     sample = np.asarray(data.shrink(photos[0], 256), np.float32)[None]
-    throughput = callbacks.Throughput(config.steps_per_epoch * config.batch_size)
-    for epoch in range(done, config.epochs):
-        throughput.on_epoch_begin(epoch)
-        sums = defaultdict(float)
-        for index in range(config.steps_per_epoch):
-            total, terms = step(crops.batch(epoch * config.steps_per_epoch + index), style_targets)
-            if not np.isfinite(total):
-                raise UserError(f"the loss became {total} at epoch {epoch + 1}; try a lower --lr. Run kept in {run_dir}")
-            for name, value in {"loss": total, **terms}.items():
-                sums[name] += value
-        throughput.on_epoch_end(epoch)
-        means = {name: sums[name] / config.steps_per_epoch for name in TERMS}
-        save_checkpoint(run_dir, net, optimizer, epoch + 1)
-        append_metrics(run_dir, {"epoch": epoch, **means, "epoch_seconds": throughput.epoch_seconds[-1]}, done if epoch == done else None)
-        images.save_image(data.to_image(net.predict_on_batch(sample)[0]), run_dir / "samples" / f"epoch_{epoch + 1:03d}.jpg")
-        print(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{n} {means[n]:.4g}" for n in TERMS)
-              + f"; {throughput.epoch_seconds[-1]:.1f} s", flush=True)
+
+    def step(at):  # the crops are a function of the step alone, so a resumed run draws the same ones
+        total, terms = update(crops.batch(at.epoch * config.steps_per_epoch + at.index), style_targets)
+        return {"loss": total, **terms}
+
+    def end_epoch(epoch, logs):
+        loop.save_sample(data.to_image(net.predict_on_batch(sample)[0]), f"epoch_{epoch + 1:03d}.jpg")
+
+    last = loop.run([Phase("train", step, config.steps_per_epoch, config.epochs, samples_per_step=config.batch_size,
+                           end_epoch=end_epoch)])
     runs.save_model(net, run_dir / "model.keras")
 
     speed_size = TINY["speed_size"] if config.tiny else 512
     speed = seconds_per_image(net, speed_size)
     print(f"stylising one {speed_size}x{speed_size} image takes {speed:.3f} s (after warm-up)")
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the finished model replaces it
-    final = {}
-    if (run_dir / "metrics.csv").is_file():
-        with open(run_dir / "metrics.csv", newline="") as stream:
-            final = {name: float(value) for name, value in list(csv.DictReader(stream))[-1].items() if name in TERMS}
     cli.finish_run(
         run_dir,
         config,
         started,
-        throughput,
-        final,
+        loop,
+        {name: last[name] for name in TERMS},
         steps=config.epochs * config.steps_per_epoch,
         resumed=resume_dir is not None,
         parameters=net.count_params(),
         stylise_seconds=round(speed, 4),
         stylise_size=speed_size,
     )
+    loop.discard_checkpoint()  # the run is finished: model.keras is what it made
     print(f"run saved in {run_dir}")
     return run_dir
 
