@@ -34,15 +34,19 @@ class AnimeGAN:
         self.perceptual = model.Perceptual(config.backbone, config.backbone_weights)
         adam = lambda lr: keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999)
         self.optimizers = {"init": adam(config.init_lr), "generator": adam(config.lr), "discriminator": adam(config.d_lr)}
-        spectral_state = self.discriminator.non_trainable_variables  # power-iteration vectors
+        # `state` names every other variable a step reads or changes (the other network, the spectral
+        # normalisation's power-iteration vectors), so that JAX's compiled step reads their current values
+        # rather than the ones it was compiled with. Only the VGG is frozen.
         self.init_step = backend.gradient_step(
             self.init_loss, self.generator.trainable_variables, self.optimizers["init"]
         )
         self.generator_step = backend.gradient_step(
-            self.generator_loss, self.generator.trainable_variables, self.optimizers["generator"], spectral_state
+            self.generator_loss, self.generator.trainable_variables, self.optimizers["generator"],
+            state=self.generator.non_trainable_variables + self.discriminator.variables,
         )
         self.discriminator_step = backend.gradient_step(
-            self.discriminator_loss, self.discriminator.trainable_variables, self.optimizers["discriminator"], spectral_state
+            self.discriminator_loss, self.discriminator.trainable_variables, self.optimizers["discriminator"],
+            state=self.discriminator.non_trainable_variables + self.generator.variables,
         )
 
     # The discriminator always runs with training=True: that is when spectral normalisation divides its
