@@ -26,10 +26,13 @@ venv: $(VENV)/.installed
 # pytest-xdist spreads the test files over TEST_WORKERS processes (a file's tests share
 # their trained fixtures, so they stay together), longest first (tests/conftest.py);
 # TEST_WORKERS=0 runs them in this one.
+# JAX keeps the programs it compiles in JAX_TEST_CACHE, outside the clone: the processes of one
+# run share them (a test's subprocess compiles what the test compiled already) and so do later runs.
 TEST_WORKERS ?= 2
+JAX_TEST_CACHE ?= $(HOME)/.cache/deep-learning-projects/jax-tests
 test: venv
 	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
-	KERAS_BACKEND=jax $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
+	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(JAX_TEST_CACHE) $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 train-mnist: venv
 	$(PY) -m projects.mnist_cnn train $(ARGS)

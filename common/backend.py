@@ -140,6 +140,15 @@ def distribution_scope(enabled):
     raise NotImplementedError(f"--distribute is not supported on the {name()} backend")
 
 
+def export_saved_model(model, folder, sample):
+    """Export `model` as a TensorFlow SavedModel (TensorFlow backend only); returns what the reloaded export
+    computes for `sample`, to check it against the model."""
+    tf = _tf()
+    model.export(str(folder), format="tf_saved_model", verbose=False)
+    served = tf.saved_model.load(str(folder))  # kept in a name: its variables must outlive the call
+    return served.serve(tf.constant(sample)).numpy()
+
+
 def fit_to_replicas(replicas, batch_size, *arrays):
     """Trim arrays so every batch, the last one included, splits evenly across replicas.
 

@@ -219,12 +219,8 @@ def export(args):
     check(keras_file, reloaded.predict_on_batch(sample))
     written = [keras_file]
     if backend.name() == "tensorflow":
-        import tensorflow as tf
-
         saved = out / "saved_model"
-        generator.export(str(saved), format="tf_saved_model", verbose=False)
-        served = tf.saved_model.load(str(saved))  # kept in a name: its variables must outlive the call
-        check(saved, served.serve(tf.constant(sample)))
+        check(saved, backend.export_saved_model(generator, saved, sample))
         written.append(saved)
     else:
         print(f"note: a TensorFlow SavedModel needs the TensorFlow backend (this is {backend.name()}); "
