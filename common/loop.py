@@ -136,8 +136,7 @@ class TrainingLoop:
         self.checkpoint_steps = checkpoint_steps
         self.checkpoint_seconds = checkpoint_seconds
         self.step = 0  # steps finished in this run, all phases together
-        self.epoch_rows = []  # (phase, seconds, samples) of each epoch this process timed
-        self.current = None  # the Position of the step under way
+        self.epoch_rows = []  # (seconds, samples) of each counted epoch this process timed
         self.phase, self.rng, self.epoch_state = None, None, EpochState()
         self._resumed = None  # the loop state of the checkpoint resumed from
         if resume:
@@ -195,11 +194,10 @@ class TrainingLoop:
             rng.bit_generator.state = self._resumed["rng"]
             state = EpochState(**self._resumed["epoch"])
         self.phase, self.epoch_state, self.rng = phase, state, rng
-        self.callbacks.on_epoch_begin(epoch, {"phase": phase.name, "resumed_steps": first})
+        self.callbacks.on_epoch_begin(epoch, {"phase": phase.name})
         started = time.perf_counter()
         for index in range(first, phase.steps_per_epoch):
-            self.current = Position(phase.name, epoch, index, steps_before + index, rng, epoch_data)
-            losses = phase.step(self.current)
+            losses = phase.step(Position(phase.name, epoch, index, steps_before + index, rng, epoch_data))
             bad = [key for key, value in losses.items() if not math.isfinite(value)]
             if bad:
                 raise UserError(
