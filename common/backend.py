@@ -5,19 +5,72 @@ the engines made for it: `tf.distribute.MirroredStrategy` (or
 `MultiWorkerMirroredStrategy` when `TF_CONFIG` names several workers) on TensorFlow,
 `keras.distribution.DataParallel` on JAX. Setting `CPU_DEVICES=N` splits the CPU
 into N logical devices so that all of this can be tried without a GPU.
+
+Importing this module imports Keras, and with it TensorFlow, and starts TensorFlow's
+runtime (after `CPU_DEVICES`' split), without TensorFlow's start-up lines (see
+`start_up_lines_dropped`); `cli.run_commands` imports it first.
 """
 
 import contextlib
 import json
 import os
 import platform
-import warnings
+import sys
+import tempfile
 
-import keras
+# What TensorFlow prints on stderr while its libraries load, whatever TF_CPP_MIN_LOG_LEVEL
+# says: these come from static initialisers that run before its logging is set up, once
+# in each of two libraries that carry their own copy of that code (the core, and the
+# profiler plugin, which `import tensorflow` loads too): hence each line twice.
+START_UP_LINES = (
+    "All log messages before absl::InitializeLog() is called",
+    "port.cc:153] oneDNN custom operations are on",
+    "cudart_stub.cc:31] Could not find cuda drivers",
+    "cpu_feature_guard.cc:",
+    "To enable the following instructions:",
+)
+# Its CUDA build also reports, as an error, that it found no GPU driver when its runtime
+# starts: expected, and so dropped too, where the machine has no NVIDIA device at all.
+NO_DRIVER_LINES = () if os.path.exists("/dev/nvidiactl") else ("cuda_platform.cc:52] failed call to cuInit",)
+
+
+@contextlib.contextmanager
+def start_up_lines_dropped(dropped=START_UP_LINES):
+    """Route the process's stderr (file descriptor 2) to a file meanwhile; then replay it without the `dropped` lines.
+
+    Everything else written meanwhile (a real error, a warning from the loader) still
+    reaches stderr, only later.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not any(noise in line for noise in dropped)))
+            sys.stderr.flush()
+
+
+with start_up_lines_dropped():
+    import keras
+
+from common.errors import warn  # noqa: E402
 
 
 def name():
     return keras.backend.backend()
+
+
+def set_random_seed(seed):
+    """Keras' `set_random_seed`, which imports TensorFlow whenever it is installed, even under
+    JAX: with TensorFlow's start-up lines dropped."""
+    with start_up_lines_dropped():
+        keras.utils.set_random_seed(seed)
 
 
 def _tf():
@@ -113,7 +166,7 @@ def set_mixed_precision(enabled):
         return "float32"
     policy = half_precision_policy()
     if not fast:
-        warnings.warn("this CPU has no native bfloat16 arithmetic: mixed precision (mixed_bfloat16) may be slower here")
+        warn("this CPU has no native bfloat16 arithmetic: mixed precision (mixed_bfloat16) may be slower here")
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
@@ -216,7 +269,9 @@ def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
 
     def pure_step(trainable_values, state_values, optimizer_values, inputs):
         def loss_of(values):
-            mapping = list(zip(trainable, values)) + list(zip(state, state_values))
+            # The optimiser's variables too: a loss-scaled optimiser's scale is read here, and must be
+            # this step's, not the one it had when the step was compiled.
+            mapping = list(zip(trainable, values)) + list(zip(state, state_values)) + list(zip(optimizer.variables, optimizer_values))
             with keras.StatelessScope(state_mapping=mapping) as scope:
                 loss, metrics = loss_fn(*inputs)
                 scaled = optimizer.scale_loss(loss)
@@ -238,3 +293,9 @@ def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
         return _floats(loss, metrics)
 
     return step
+
+
+if name() == "tensorflow":  # start the runtime now, while its start-up lines are dropped
+    with start_up_lines_dropped(START_UP_LINES + NO_DRIVER_LINES):
+        split_cpu()
+        gpus()

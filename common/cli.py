@@ -1,77 +1,26 @@
 """Shared command-line plumbing: config dataclasses become flags, errors become one line.
 
-Each project describes its recipe as a dataclass derived from `TrainConfig`; its
-defaults *are* the recommended recipe. `add_config_flags` turns every field into a
-`--flag` with the field's type, and `config_from_args` applies only the flags the
+Each project describes its recipe as a frozen dataclass derived from one of
+`common.config`'s; its defaults *are* the recommended recipe. `add_config_flags`
+turns every field into a `--flag` with the field's type, and `config_from_args` applies only the flags the
 user typed, so a resumed run keeps its saved settings unless told otherwise.
 `--config FILE.json` starts from a saved config (tune's best.json, or another run's
 config.json): defaults, then the file, then the typed flags.
 `run_commands` dispatches the sub-command and prints any `UserError`, and any flag
 argparse refuses, as a single `error: ...` line with exit status 2, never a traceback.
+A command names its function as "module:function", imported only when that command
+runs: `--help` and argument errors answer without loading Keras or TensorFlow.
 """
 
 import argparse
 import dataclasses
+import importlib
 import sys
 import time
-from dataclasses import dataclass, field
 
 from common import runs
+from common.config import flag
 from common.errors import UserError
-
-
-def option(default, help, **argparse_kwargs):
-    """A config field with its help text (and e.g. `choices`) for the command line."""
-    return field(default=default, metadata={"help": help, **argparse_kwargs})
-
-
-@dataclass
-class TrainConfig:
-    """Settings every project shares; projects subclass this and set their own defaults."""
-
-    data_dir: str = option(None, "folder with the dataset files (default: $DATA_DIR, the Keras cache, then download)")
-    out: str = option(None, "run folder to create (default: runs/<project>/<timestamp>)")
-    epochs: int = option(10, "training epochs")
-    batch_size: int = option(128, "examples per training step")
-    lr: float = option(1e-3, "peak learning rate")
-    seed: int = option(0, "random seed for weights, data order and augmentation")
-    tiny: bool = option(False, "train on a tiny generated data set, to try the whole pipeline in seconds")
-    mixed_precision: bool = option(False, "mixed float16 (GPU) / bfloat16 (CPU) precision")
-    distribute: bool = option(False, "replicate over all GPUs (MirroredStrategy on TensorFlow, DataParallel on JAX)")
-
-    def __post_init__(self):
-        require_at_least_one(self, "epochs", "batch_size")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
-
-
-@dataclass
-class CustomStepConfig(TrainConfig):
-    """Settings of the projects that train through `common.loop` (custom steps)."""
-
-    checkpoint_every: int = option(200, "save a checkpoint every N steps (and at least every 2 minutes and at each epoch's end)")
-
-    def __post_init__(self):
-        super().__post_init__()
-        require_at_least_one(self, "checkpoint_every")
-
-
-def require_at_least_one(config, *names):
-    """A clear error for the first of these whole-number settings that is below 1."""
-    for name in names:
-        if getattr(config, name) < 1:
-            raise UserError(f"{_flag(name)} must be at least 1, got {getattr(config, name)}")
-
-
-def require_not_negative(config, *names):
-    """A clear error for the first of these settings that is below 0."""
-    for name in names:
-        if getattr(config, name) < 0:
-            raise UserError(f"{_flag(name)} must not be negative, got {getattr(config, name)}")
-
-
-def _flag(name):
-    return "--" + name.replace("_", "-")
 
 
 def add_config_flags(parser, config_class):
@@ -86,7 +35,7 @@ def add_config_flags(parser, config_class):
         else:
             kwargs.setdefault("type", value_type)
             kwargs["help"] = f"{kwargs['help']} (default: {item.default})"
-        parser.add_argument(_flag(item.name), **kwargs)
+        parser.add_argument(flag(item.name), **kwargs)
 
 
 def typed_flags(config_class, args):
@@ -189,10 +138,12 @@ def resolve_config(project, config_class, args, defaults=None):
     return config_from_args(config_class, args, {**(defaults or {}), **saved}), None
 
 
-def open_run(project, config, resume_dir=None):
-    """Create the run folder (or reopen the resumed one), seed, set precision, save config.json."""
-    import keras
+def open_run(project, config, resume_dir=None, resolved=None):
+    """Create the run folder (or reopen the resumed one), seed, set precision, save config.json.
 
+    config.json holds the settings asked for ("config") and, apart, what the run
+    worked out from them and its data ("resolved": sizes, alphabets, weights found).
+    """
     from common import backend
 
     if resume_dir is not None:
@@ -200,16 +151,44 @@ def open_run(project, config, resume_dir=None):
         print(f"resuming {run_dir}")
     else:
         run_dir = runs.new_run_dir(project, config.out)
-    config.out = str(run_dir)
     backend.split_cpu()
-    keras.utils.set_random_seed(config.seed)
-    precision = backend.set_mixed_precision(config.mixed_precision)
+    backend.set_random_seed(config.seed)
+    precision = backend.set_mixed_precision(getattr(config, "mixed_precision", False))
     runs.save_config(
         run_dir,
         config,
-        {"project": project, "backend": backend.name(), "precision": precision, "versions": backend.versions()},
+        {"resolved": resolved or {}, "project": project, "backend": backend.name(), "precision": precision,
+         "versions": backend.versions()},
     )
     return run_dir
+
+
+def train_command(project, config_class, train, help, defaults=None):
+    """The `train` sub-command: (help, flag adder, function) for `run_commands`.
+
+    `train` names the project's `train(config, resume_dir=None)` as "module:function";
+    `defaults` (a dict, or a function of the settings chosen so far) sits under the
+    --config file and the flags, e.g. a per-dataset preset.
+    """
+
+    def run(args):
+        config, resume_dir = resolve_config(project, config_class, args, defaults)
+        return imported(train)(config, resume_dir)
+
+    return help, train_flags(config_class), run
+
+
+def imported(target):
+    """The function a "module:function" string names (a function is returned as it is).
+
+    Keras and its backend are loaded first, through `common.backend`, which keeps
+    TensorFlow's start-up lines off the terminal.
+    """
+    if not isinstance(target, str):
+        return target
+    importlib.import_module("common.backend")
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def finish_run(run_dir, config, started, throughput, metrics, **extra):
@@ -240,7 +219,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def run_commands(prog, description, commands, argv=None):
-    """Parse `prog <command> [flags]` and run it. `commands` maps name -> (help, add_flags, function)."""
+    """Parse `prog <command> [flags]` and run it.
+
+    `commands` maps name -> (help, add_flags, function), the function given itself or as
+    "module:function"; it gets the parsed arguments, and an int it returns is the exit status.
+    """
     parser = OneLineErrorParser(prog=prog, description=description)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_flags, function) in commands.items():
@@ -249,7 +232,7 @@ def run_commands(prog, description, commands, argv=None):
         sub.set_defaults(function=function)
     args = parser.parse_args(argv)
     try:
-        status = args.function(args)
+        status = imported(args.function)(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

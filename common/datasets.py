@@ -69,12 +69,24 @@ REGISTRY = {
 }
 
 
-def data_dir():
-    """The folder from `$DATA_DIR`, or the repository's `data/`."""
-    folder = Path(os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR)
+def data_dir(explicit=None):
+    """The data folder: `explicit` (a --data-dir flag), else `$DATA_DIR`, else the repository's `data/`."""
+    folder = Path(explicit or os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR)
     if not folder.is_dir():
-        raise UserError(f"DATA_DIR={folder} is not a folder; create it or point DATA_DIR at your data")
+        source = "--data-dir" if explicit else "DATA_DIR"
+        raise UserError(f"{source}={folder} is not a folder; create it or point {source} at your data")
     return folder
+
+
+def holdout(count, fraction, seed):
+    """(kept, held out): the indices of `count` examples, a seeded random `fraction` of them held out.
+
+    At least one example is held out when `fraction` > 0, and at least one kept; none
+    is held out at 0.
+    """
+    order = np.random.default_rng(seed).permutation(count)
+    cut = min(count - 1, max(1, int(round(count * fraction)))) if fraction > 0 else 0
+    return order[cut:], order[:cut]
 
 
 def keras_cache_dir():

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from common import runs
-from common.errors import UserError
+from common.errors import UserError, warn
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -75,7 +75,7 @@ def open_all(files, mode="RGB"):
         except UserError as error:
             skipped.append(str(error))
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} of {len(files)} files that are not readable images (first: {skipped[0]})", stacklevel=2)
+        warn(f"skipped {len(skipped)} of {len(files)} files that are not readable images (first: {skipped[0]})")
     if not opened:
         raise UserError(f"none of the {len(files)} files is a readable image ({skipped[0]})" if files else "no image files given")
     return opened
@@ -166,7 +166,12 @@ def open_within(path, max_size, mode="RGB"):
     turned = upright.size != image.size
     original = stored_size[::-1] if turned else stored_size
     upright = normalise(upright, mode)
-    if max_size and max(upright.size) > max_size:
-        scale = max_size / max(upright.size)
-        upright = upright.resize((max(1, round(upright.width * scale)), max(1, round(upright.height * scale))), Image.LANCZOS)
-    return upright, tuple(original)
+    return shrink_to(upright, max_size), tuple(original)
+
+
+def shrink_to(image, longest):
+    """A Pillow image scaled down (aspect ratio kept) so that its longer side is at most `longest` pixels."""
+    if not longest or max(image.size) <= longest:
+        return image
+    scale = longest / max(image.size)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)

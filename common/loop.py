@@ -39,7 +39,6 @@ import os
 import socket
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -49,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from common import images, runs
-from common.errors import UserError
+from common.errors import UserError, warn
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.csv"
@@ -381,7 +380,7 @@ class TensorBoardWriter:
         try:
             return cls(folder, purge_step)
         except ImportError:
-            warnings.warn("the tensorboard package is not installed: this run writes no TensorBoard logs", stacklevel=2)
+            warn("the tensorboard package is not installed: this run writes no TensorBoard logs")
             return None
 
     def _write(self, event):

@@ -2,18 +2,23 @@
 
 Reads `runs/<project>/<run>/summary.json` (plus the run's config.json for the
 settings that distinguish runs) into a pandas DataFrame, prints it, and saves it as
-`runs/report.csv`. `update_readme` replaces the text between two marker comments
-in a README, so benchmarks can rewrite their measured table (`markdown_table`) in place.
+`runs/report.csv`. For the benchmarks: `markdown_table` writes a DataFrame as the
+README's table, `update_readme` replaces the text between two marker comments in a
+README, and `train_other_project` trains a model a benchmark needs from another
+project.
 """
 
 import argparse
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from common import runs
+from common.errors import UserError
 
 
 def collect(runs_dir=None):
@@ -49,6 +54,18 @@ def markdown_table(frame, float_format="{:.4g}".format):
     return "\n".join(lines)
 
 
+def run_columns(run_dir, summary, unit):
+    """The columns a benchmark table's row ends with: how long the run took, how fast it
+    trained (`unit` per second), on what, and which run folder it was."""
+    return {
+        "wall time": f"{summary['wall_seconds'] / 60:.1f} min",
+        f"train {unit}/s": f"{summary['train_samples_per_second']:.0f}",
+        "backend": summary["backend"],
+        "hardware": summary["device"],
+        "run": f"`{Path(run_dir).name}`",
+    }
+
+
 def update_readme(readme, marker, text):
     """Replace what lies between `<!-- marker:start -->` and `<!-- marker:end -->`."""
     readme = Path(readme)
@@ -57,6 +74,24 @@ def update_readme(readme, marker, text):
     if not pattern.search(content):
         raise ValueError(f"{readme} has no <!-- {marker}:start/end --> markers")
     readme.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), content))
+
+
+def train_other_project(project, *flags):
+    """Train another project's default recipe in its own process (`python -m projects.<project> train`).
+
+    Projects build on each other through files, never imports: a benchmark that needs
+    another project's model trains it this way. A failure is one clear error.
+    """
+    command = [sys.executable, "-m", f"projects.{project}", "train", *flags]
+    print(f"training it: {' '.join(command[1:])}", flush=True)
+    if subprocess.run(command, cwd=runs.REPOSITORY).returncode != 0:
+        raise UserError(f"training the {project} project failed (see above)")
+
+
+def shown_path(path):
+    """A path as a README shows it: relative to the repository when it lies inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(runs.REPOSITORY)) if path.is_relative_to(runs.REPOSITORY) else str(path)
 
 
 def main(argv=None):

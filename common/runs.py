@@ -10,14 +10,14 @@ run (or a named one) with the configuration it was started with.
 import contextlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from common.errors import UserError
 
-RUNS_DIR = Path(os.environ.get("RUNS_DIR") or Path(__file__).resolve().parent.parent / "runs")
+REPOSITORY = Path(__file__).resolve().parent.parent
+RUNS_DIR = Path(os.environ.get("RUNS_DIR") or REPOSITORY / "runs")
 
 
 @contextlib.contextmanager
@@ -39,15 +39,9 @@ def atomic_path(path):
 
 def write_json(path, data):
     """Write JSON atomically so that a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.chmod(temporary, 0o644)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(data, stream, indent=2, default=str)
-        stream.write("\n")
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return Path(path)
 
 
 def read_json(path):
@@ -137,7 +131,15 @@ def load_model(path):
         raise UserError(f"{path} is not a loadable Keras model ({str(error).splitlines()[0]})") from None
 
 
-def run_config(model_path):
-    """The config a model was trained with, when it sits in its run folder (else {})."""
+def run_config(model_path, part="config"):
+    """The settings a model was trained with ("config"), or what its run resolved ("resolved"),
+    when it sits in its run folder (else {})."""
     config_file = Path(model_path).parent / "config.json"
-    return read_json(config_file).get("config", {}) if config_file.is_file() else {}
+    return read_json(config_file).get(part, {}) if config_file.is_file() else {}
+
+
+def record_resolved(run_dir, **values):
+    """Add what the run worked out after it started (an image size, say) to config.json's "resolved"."""
+    saved = read_json(Path(run_dir) / "config.json")
+    saved["resolved"] = {**saved.get("resolved", {}), **values}
+    return write_json(Path(run_dir) / "config.json", saved)

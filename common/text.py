@@ -10,11 +10,10 @@ so a corpus with a few bad files still trains and the user hears about it once.
 """
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import UserError, warn
 
 HTML_TAG = re.compile(r"<[^>]{0,100}>")
 TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -43,10 +42,9 @@ class Reader:
     def warn(self):
         if self.replaced:
             example = self.replaced[0]
-            warnings.warn(
+            warn(
                 f"{len(self.replaced)} file(s) held bytes that are not UTF-8 (e.g. {example}); "
-                "they were decoded with U+FFFD in their place",
-                stacklevel=2,
+                "they were decoded with U+FFFD in their place"
             )
 
 

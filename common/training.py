@@ -9,14 +9,12 @@ its EarlyStopping callback (in `common.callbacks`). The only piece written here 
 a linear warm-up in front of the schedules that lack one.
 """
 
-from dataclasses import dataclass
 from functools import partial
 
 import keras
 from keras import ops
 
-from common import cli
-from common.cli import option
+from common.config import ONE_CYCLE_RISE, SCHEDULES, check_choice
 from common.errors import UserError
 
 MOMENTUM = 0.9  # for "momentum" and "nesterov"
@@ -28,50 +26,9 @@ OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
     "adam": keras.optimizers.Adam,
 }
-SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "one-cycle")
-ONE_CYCLE_RISE = 0.3  # one-cycle climbs from lr / 25 to lr over this share of the steps
 PIECEWISE_DROPS = (0.5, 0.75)  # piecewise: x0.1 at half and at three quarters of the steps
 EXPONENTIAL_END = 0.01  # exponential: the last step's rate, as a share of --lr
 NOT_DECAYED = ("bias", "gamma", "beta")  # weight decay shrinks weights, not biases and normalisation scales
-
-
-@dataclass
-class TrainingConfig(cli.TrainConfig):
-    """TrainConfig plus how to optimise; projects trained with `model.fit` derive their Config from it."""
-
-    optimizer: str = option("adam", "optimizer (momentum and nesterov: SGD with momentum 0.9)", choices=sorted(OPTIMIZERS))
-    lr_schedule: str = option("cosine", "how the learning rate changes over the run", choices=SCHEDULES)
-    warmup: float = option(
-        0.05, "share of all steps over which the learning rate rises linearly from 0 to --lr "
-        f"(one-cycle instead rises from lr/25 over its first {ONE_CYCLE_RISE * 100:.0f}%% of the steps)"
-    )
-    weight_decay: float = option(
-        0.0, "weight decay: each step shrinks the weights by lr x this, apart from the gradient (so adam with it is AdamW; "
-        "plain sgd: L2 regularisation); biases and batch-norm scales are left alone (0: off)"
-    )
-    clipnorm: float = option(0.0, "clip the gradients' global norm to this (0: off)")
-    early_stopping: int = option(0, "stop when the validation metric has not improved for this many epochs, keeping the best weights (0: off)")
-    val_split: float = option(0.1, "fraction of the training set held out for validation")
-    final_test: bool = option(True, "score the test set once training ends (tune's trials leave it out: they are scored on validation data)")
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_choice("--optimizer", self.optimizer, sorted(OPTIMIZERS))
-        check_choice("--lr-schedule", self.lr_schedule, SCHEDULES)
-        if not 0 <= self.warmup < 1:
-            raise UserError(f"--warmup must be in [0, 1) (a share of all steps), got {self.warmup}")
-        for name in ("weight_decay", "clipnorm", "early_stopping"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be 0 (off) or positive, got {getattr(self, name)}")
-        if not 0 <= self.val_split < 1:
-            raise UserError(f"--val-split must be in [0, 1), got {self.val_split}")
-        if self.early_stopping and not self.val_split:
-            raise UserError("--early-stopping watches the validation split; give --val-split a positive fraction")
-
-
-def check_choice(flag, value, accepted):
-    if value not in accepted:
-        raise UserError(f"{flag} must be one of {', '.join(accepted)}; got {value!r}")
 
 
 @keras.saving.register_keras_serializable(package="common")
@@ -132,7 +89,7 @@ def learning_rate_schedule(config, total_steps):
 
 def build_optimizer(config, total_steps):
     """The Keras optimizer `config` names, on its schedule, with its weight decay and gradient clipping."""
-    check_choice("--optimizer", config.optimizer, sorted(OPTIMIZERS))
+    check_choice("--optimizer", config.optimizer, OPTIMIZERS)
     if not config.lr > 0:
         raise UserError(f"--lr must be positive, got {config.lr}")
     optimizer = OPTIMIZERS[config.optimizer](
@@ -142,4 +99,12 @@ def build_optimizer(config, total_steps):
     )
     if config.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(NOT_DECAYED))
+    return optimizer
+
+
+def loss_scaled(optimizer):
+    """`optimizer`, wrapped in Keras' LossScaleOptimizer under a float16 policy: float16
+    gradients underflow to zero without it. Custom steps need it; `model.fit` does it itself."""
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

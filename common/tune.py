@@ -1,16 +1,15 @@
-"""Random hyperparameter search that narrows its ranges round by round, judged on validation data.
+"""Hyperparameter search with Optuna, judged on validation data only.
 
-A project hands over its `train` command, its config class, a search space (setting
--> `Range` or `Choice`) and the validation metric to maximise. Every trial is a
-short run of that same `train` (a few epochs, the final test-set evaluation
-switched off) in its own folder inside the tune folder, scored by its best epoch's
-validation metric. Random search rather than a grid, because a few settings matter
-far more than others and random points try more of their values (Bergstra &
-Bengio, 2012). After each round every range narrows around the best trials so far
-(in log space for learning rates and the like), and a choice keeps only the options
-the best trials took: coarse first, then finer.
+A project hands over its `train` function, its config class, a search space
+(setting -> `Range` or `Choice`) and the validation metric to maximise. Every
+trial is a short run of that same `train` (a few epochs, the final test-set
+evaluation switched off) in its own folder inside the tune folder, scored by its
+best epoch's validation metric. Optuna's TPE sampler picks the trials: a few at
+random first, then ever more where the good trials so far lie (in log space for
+learning rates and the like), which is the coarse-to-fine search one would do by
+hand, done by density estimation.
 
-The project's default recipe is scored first, at the same short budget: a
+The project's default recipe is trained first, at the same short budget: a
 reference, not a candidate, so "the search beat the defaults" is a measurement
 that can come out either way. The test set is never looked at: `evaluate` does
 that, once, for the model trained with the winner. Every trial goes into
@@ -18,21 +17,16 @@ that, once, for the model trained with the winner. Every trial goes into
 which `train --config best.json` takes.
 """
 
-import argparse
 import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
-import pandas as pd
-
 from common import cli, runs
 from common.errors import UserError
-from common.report import markdown_table, update_readme
 
 SPEC_FORMS = "NAME=log:LOW:HIGH (log-uniform), NAME=float:LOW:HIGH, NAME=int:LOW:HIGH or NAME=A,B,C (choices)"
-MARGIN = 0.25  # a narrowed range reaches this share of the old range beyond the best trials' values
+RANDOM_SHARE = 1 / 3  # of the trials drawn at random before TPE models the results
 
 
 @dataclass(frozen=True)
@@ -50,31 +44,13 @@ class Range:
         if self.low > self.high:
             raise UserError(f"--space {name}: the range {self.low}..{self.high} is empty (low > high)")
 
-    def _scale(self, value):
-        return math.log(value) if self.log else value
-
-    def _unscale(self, value):
-        return math.exp(value) if self.log else value
-
-    def _typed(self, value):
-        return int(round(value)) if self.integer else float(value)
-
     def extremes(self):
-        return self._typed(self.low), self._typed(self.high)
+        return (int(self.low), int(self.high)) if self.integer else (float(self.low), float(self.high))
 
-    def sample(self, rng):
-        value = self._unscale(rng.uniform(self._scale(self.low), self._scale(self.high)))
-        return self._typed(min(max(value, self.low), self.high))
-
-    def narrow(self, best_values):
-        low, high = self._scale(self.low), self._scale(self.high)
-        margin = MARGIN * (high - low)
-        scaled = [self._scale(v) for v in best_values]
-        new_low = self._unscale(max(low, min(scaled) - margin))
-        new_high = self._unscale(min(high, max(scaled) + margin))
+    def suggest(self, trial, name):
         if self.integer:
-            new_low, new_high = math.floor(new_low), math.ceil(new_high)
-        return Range(max(self.low, new_low), min(self.high, new_high), self.log, self.integer)
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
 
     def __str__(self):
         kind = "log" if self.log else "int" if self.integer else "float"
@@ -94,11 +70,8 @@ class Choice:
     def extremes(self):
         return self.options
 
-    def sample(self, rng):
-        return self.options[int(rng.integers(len(self.options)))]
-
-    def narrow(self, best_values):
-        return Choice(tuple(option for option in self.options if option in best_values))
+    def suggest(self, trial, name):
+        return trial.suggest_categorical(name, self.options)
 
     def __str__(self):
         return ",".join(map(str, self.options))
@@ -159,77 +132,75 @@ def check_space(space, config_class, base):
                 raise UserError(f"--space {name}={spec}: {error}") from None
 
 
-def run_trial(train, values, run_dir, metric):
-    """Train with `values` into `run_dir`; (best validation `metric` of its epochs, or NaN, and what went wrong)."""
-    import keras
-
-    keras.backend.clear_session()  # the previous trial's models, layer names and graphs go
-    try:
-        train(argparse.Namespace(**{**values, "out": str(run_dir)}))
-    except UserError as error:  # the loss became NaN at too high a learning rate, say: a result, not a crash
-        return math.nan, str(error)
-    epochs = pd.read_csv(run_dir / "metrics.csv")
-    if metric not in epochs:
-        return math.nan, f"no {metric} in metrics.csv (is there a validation split?)"
-    return float(epochs[metric].max()), ""
-
-
 @dataclass
 class Search:
     """What one tune run searches, and how long each trial trains."""
 
     config_class: type
-    train: object  # the project's train(args) command
+    train: object  # the project's train(config), or "module:function" naming it
     space: dict
     metric: str  # a column of metrics.csv to maximise, e.g. "val_accuracy"
     base: dict  # the recipe the search starts from (defaults, --config, flags)
     budget: dict  # settings every trial overrides: fewer epochs, no final test, ...
 
+    def run_trial(self, settings, run_dir):
+        """Train with `settings` into `run_dir`: (best validation metric of its epochs, or NaN, and what went wrong)."""
+        import keras
+        import pandas as pd
 
-def top_values(table, space, keep):
-    """The values each setting took in the `keep` best scored trials."""
-    scored = table[(table["round"] > 0) & table["score"].notna()].sort_values("score", ascending=False, kind="stable")
-    best = scored.head(keep)
-    return {name: list(best[name]) for name in space}
+        keras.backend.clear_session()  # the previous trial's models, layer names and graphs go
+        try:
+            cli.imported(self.train)(self.config_class(**{**self.base, **settings, **self.budget, "out": str(run_dir)}))
+        except UserError as error:  # the loss became NaN at too high a learning rate, say: a result, not a crash
+            return math.nan, str(error)
+        epochs = pd.read_csv(run_dir / "metrics.csv")
+        if self.metric not in epochs:
+            return math.nan, f"no {self.metric} in metrics.csv (is there a validation split?)"
+        return float(epochs[self.metric].max()), ""
 
 
-def search(plan, tune_dir, trials, rounds, minutes=0.0):
-    """Run the reference and `rounds` x `trials` trials; returns the table of all of them."""
-    rng = np.random.default_rng(plan.base.get("seed", 0))
-    rows, space, started = [], dict(plan.space), time.time()
+def search(plan, tune_dir, trials, minutes=0.0):
+    """Train the reference, then `trials` trials Optuna picks; returns the table of all of them."""
+    import optuna
+    import pandas as pd
 
-    def record(round_number, name, settings):
-        run_dir = tune_dir / name
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial is reported below, in one line
+    rows, started = [], time.time()
+
+    def record(name, settings):
         trial_started = time.time()
-        score, problem = run_trial(plan.train, {**plan.base, **settings, **plan.budget}, run_dir, plan.metric)
-        rows.append({"round": round_number, "trial": name, **{k: settings.get(k, plan.base[k]) for k in plan.space},
+        score, problem = plan.run_trial(settings, tune_dir / name)
+        rows.append({"trial": name, **{k: settings.get(k, plan.base[k]) for k in plan.space},
                      "score": score, "minutes": (time.time() - trial_started) / 60, "problem": problem})
-        table = pd.DataFrame(rows)
-        table.to_csv(tune_dir / "trials.csv", index=False)
+        pd.DataFrame(rows).to_csv(tune_dir / "trials.csv", index=False)
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
         print(f"== {name}: {shown or 'the default recipe'} -> {plan.metric} {score:.4f} {problem}".rstrip(), flush=True)
-        return table
+        return score
 
-    table = record(0, "default", {})
-    if math.isnan(table["score"].iloc[0]):
-        raise UserError(f"the recipe to start from does not train: {table['problem'].iloc[0] or 'no score'}")
-    for round_number in range(1, rounds + 1):
-        if round_number > 1:
-            best = top_values(table, space, keep=max(2, len(table[table["round"] > 0]) // 4))
-            space = {name: spec.narrow(best[name]) for name, spec in space.items()}
-            print("== narrowed: " + ", ".join(f"{name} {spec}" for name, spec in space.items()), flush=True)
-        for number in range(1, trials + 1):
-            elapsed = time.time() - started
-            if minutes and elapsed + table["minutes"].mean() * 60 > minutes * 60:
-                print(f"== the next trial would end after the {minutes:g}-minute limit: stopping here", flush=True)
-                return table
-            table = record(round_number, f"r{round_number}-t{number}", {k: spec.sample(rng) for k, spec in space.items()})
-    return table
+    if math.isnan(record("default", {})):
+        raise UserError(f"the recipe to start from does not train: {rows[0]['problem'] or 'no score'}")
+
+    def objective(trial):
+        score = record(f"t{trial.number + 1}", {name: spec.suggest(trial, name) for name, spec in plan.space.items()})
+        if math.isnan(score):
+            raise optuna.TrialPruned(rows[-1]["problem"])  # no score: Optuna learns nothing from it, and goes on
+        return score
+
+    def stop_before_the_limit(study, _):
+        trial_minutes = sum(row["minutes"] for row in rows) / len(rows)
+        if minutes and (time.time() - started) / 60 + trial_minutes > minutes:
+            print(f"== the next trial would end after the {minutes:g}-minute limit: stopping here", flush=True)
+            study.stop()
+
+    sampler = optuna.samplers.TPESampler(seed=plan.base.get("seed", 0), n_startup_trials=max(1, round(trials * RANDOM_SHARE)))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=trials, callbacks=[stop_before_the_limit])
+    return pd.DataFrame(rows)
 
 
 def best_config(plan, table):
     """The best trial's settings on top of the recipe, at the recipe's full length."""
-    candidates = table[(table["round"] > 0) & table["score"].notna()]
+    candidates = table[(table["trial"] != "default") & table["score"].notna()]
     if candidates.empty:
         raise UserError("no trial finished; see trials.csv for what went wrong")
     best = candidates.loc[candidates["score"].idxmax()]
@@ -239,20 +210,22 @@ def best_config(plan, table):
     return {k: v for k, v in asdict(config).items() if k != "out"}, best
 
 
-def results_text(plan, table, best, wall_minutes, trials_per_round):
+def results_text(plan, table, best, wall_minutes):
     """The README's account of a tune run: what was searched, the default against the best, the top trials."""
-    from common import backend
+    import pandas as pd
 
-    reference = table[table["round"] == 0].iloc[0]
+    from common import backend
+    from common.report import markdown_table
+
+    reference = table[table["trial"] == "default"].iloc[0]
     verdict = "at least as good as" if best["score"] >= reference["score"] else "worse than"
     shown = table.sort_values("score", ascending=False, kind="stable")
-    shown = pd.concat([shown[shown["round"] > 0].head(5), shown[shown["round"] == 0]])
+    shown = pd.concat([shown[shown["trial"] != "default"].head(5), shown[shown["trial"] == "default"]])
     budget = ", ".join(f"{k} {v}" for k, v in plan.budget.items() if k != "final_test")
     lines = [
-        f"{len(table) - 1} trials ({trials_per_round} per round, {table['round'].max()} rounds; {budget} each) "
-        f"and the default recipe at the same budget, in {wall_minutes:.1f} min on {backend.describe_device()} "
-        f"({backend.name()}). Best trial `{best['trial']}`: {plan.metric} {best['score']:.4f}, "
-        f"{verdict} the default recipe's {reference['score']:.4f}.",
+        f"{len(table) - 1} trials picked by Optuna's TPE sampler ({budget} each) and the default recipe at the same "
+        f"budget, in {wall_minutes:.1f} min on {backend.describe_device()} ({backend.name()}). Best trial "
+        f"`{best['trial']}`: {plan.metric} {best['score']:.4f}, {verdict} the default recipe's {reference['score']:.4f}.",
         "",
         markdown_table(shown.drop(columns=["problem"]).rename(columns={"score": plan.metric})),
     ]
@@ -260,13 +233,15 @@ def results_text(plan, table, best, wall_minutes, trials_per_round):
 
 
 def command(project, config_class, train, space, metric, defaults=None, budget=None, trial_epochs=2, readme=None):
-    """The `tune` sub-command for a project: (help, flag adder, function) for `cli.run_commands`."""
+    """The `tune` sub-command for a project: (help, flag adder, function) for `cli.run_commands`.
+
+    `train` is the project's `train(config)` as "module:function", imported when tune runs.
+    """
 
     def add_flags(parser):
         cli.add_config_flags(parser, config_class)
         cli.add_config_file_flag(parser)
-        parser.add_argument("--trials", type=int, default=4, help="trials per round (default: 4)")
-        parser.add_argument("--rounds", type=int, default=3, help="rounds; each narrows the ranges around the best trials (default: 3)")
+        parser.add_argument("--trials", type=int, default=12, help="trials after the default recipe (default: 12)")
         parser.add_argument("--trial-epochs", type=int, default=trial_epochs, help=f"epochs of each trial (default: {trial_epochs})")
         parser.add_argument("--space", nargs="+", metavar="NAME=SPEC", help=f"what to search instead of the project's space: {SPEC_FORMS}")
         parser.add_argument("--minutes", type=float, default=0, help="start no trial that would end after this many minutes (default: no limit)")
@@ -275,7 +250,7 @@ def command(project, config_class, train, space, metric, defaults=None, budget=N
 
     def run(args):
         started = time.time()
-        for flag in ("trials", "rounds", "trial_epochs"):
+        for flag in ("trials", "trial_epochs"):
             if getattr(args, flag) < 1:
                 raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
         config, _ = cli.resolve_config(project, config_class, args, defaults)
@@ -289,23 +264,25 @@ def command(project, config_class, train, space, metric, defaults=None, budget=N
         tune_dir = runs.new_run_dir(project, config.out, prefix="tune-")
         print(f"tuning {', '.join(f'{k} ({v})' for k, v in searched.items())} on {metric}; results in {tune_dir}")
 
-        table = search(plan, tune_dir, args.trials, args.rounds, args.minutes)
+        table = search(plan, tune_dir, args.trials, args.minutes)
         best, best_row = best_config(plan, table)
         runs.write_json(tune_dir / "best.json", best)
-        text = results_text(plan, table, best_row, (time.time() - started) / 60, args.trials)
+        text = results_text(plan, table, best_row, (time.time() - started) / 60)
         runs.write_json(tune_dir / "tune.json", {"space": {k: str(v) for k, v in searched.items()}, "budget": plan.budget,
                                                  "base": base, "best": best, "summary": text.splitlines()[0]})
-        with pd.option_context("display.width", 200, "display.max_columns", None):
-            print(table.sort_values("score", ascending=False).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(table.sort_values("score", ascending=False).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(text.splitlines()[0])
         print(f"best settings: {tune_dir / 'best.json'} (train --config {tune_dir / 'best.json'})")
         if getattr(args, "readme", False) and config.tiny:
             print("the README keeps its figures: a --tiny run is no measurement")
         elif getattr(args, "readme", False):
             folder = f"runs/{project}/{tune_dir.name}" if tune_dir.parent == runs.RUNS_DIR / project else tune_dir
-            update_readme(readme, "tune", text + f"\n\nAll trials: `{folder}/trials.csv`; the winner's settings: `{folder}/best.json`.")
-        return tune_dir
+            update_text = text + f"\n\nAll trials: `{folder}/trials.csv`; the winner's settings: `{folder}/best.json`."
+            from common.report import update_readme
 
-    description = ("random search of the training settings around the recipe the flags describe, scored on validation "
+            update_readme(readme, "tune", update_text)
+        return 0
+
+    description = ("Optuna search of the training settings around the recipe the flags describe, scored on validation "
                    "data (the test set is never used); trials train --trial-epochs epochs, best.json keeps --epochs")
     return description, add_flags, run

@@ -1,6 +1,7 @@
 """AnimeGAN on tiny generated pictures and random VGG weights: losses by hand, edge smoothing, training, convert."""
 
 import argparse
+import dataclasses
 import json
 import os
 
@@ -10,12 +11,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from common import cli, vgg
 from common.errors import UserError
-from conftest import assert_one_line_error, run_cli, run_killed_at_call as killed_at_call
-from projects.animegan import convert, data, model
+from common.loop import TrainingLoop
+from conftest import assert_one_line_error, run_cli, run_python, run_killed_at_call as killed_at_call
+from projects.animegan import PROJECT, convert, data, model
 from projects.animegan import train as animegan
 from projects.animegan.gan import AnimeGAN
-from common.loop import TrainingLoop
 
 # The cheapest setting that still trains every piece: VGG16 with random weights, 32-px crops.
 TINY = dict(tiny=True, backbone="vgg16", backbone_weights="random", epochs=2, init_epochs=1, steps_per_epoch=2)
@@ -39,7 +41,12 @@ def picture(path, size=(40, 32), mode="RGB", seed=0):
 # Three phases of 3 steps an epoch: initialisation (steps 1-3), a discriminator warm-up (4-5) and
 # one adversarial epoch (6-8), with the averaged generator kept.
 THREE_PHASES = [f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
-                for k, v in {**TINY, "steps_per_epoch": 3, "d_warmup_steps": 2, "ema_decay": 0.5}.items()]
+                for k, v in {**TINY, "steps_per_epoch": 3, "d_warmup_steps": 2, "ema": 0.5}.items()]
+
+
+def resume(run_dir):
+    """`train --resume RUN_DIR`, in this process."""
+    return animegan.train(*cli.resolve_config(PROJECT, animegan.Config, argparse.Namespace(resume=str(run_dir))))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,7 @@ def trained(tmp_path_factory):
                    "--checkpoint-every", "6", "--out", run_dir)
     assert (run_dir / "checkpoint.npz").exists() and not (run_dir / "summary.json").exists()
     assert list(pd.read_csv(run_dir / "metrics.csv")["phase"]) == ["init", "d_warmup"]
-    animegan.train(argparse.Namespace(resume=str(run_dir)))
+    resume(run_dir)
     return run_dir
 
 
@@ -84,19 +91,12 @@ def test_colour_loss_is_l1_on_y_and_huber_on_u_and_v():
 def test_gram_style_content_and_adversarial_losses():
     features = np.array([[[[1, 2], [3, 4]]]], np.float32)  # 1 x 2 positions x 2 channels
     gram = np.array([[5, 7], [7, 10]])  # (1*1 + 3*3) / 2, (1*2 + 3*4) / 2, (2*2 + 4*4) / 2
-    assert numpy(model.vgg.gram_matrix(features))[0] == pytest.approx(gram)
     assert float(numpy(model.style_loss(features, np.zeros_like(features)))) == pytest.approx(gram.mean() / 2)
     assert float(numpy(model.content_loss(features, features + 0.5))) == pytest.approx(0.5)
     ones, zeros = np.ones((2, 3, 3, 1), np.float32), np.zeros((2, 3, 3, 1), np.float32)
     assert float(numpy(model.generator_adversarial_loss(zeros))) == pytest.approx(1.0)
     terms = {k: float(numpy(v)) for k, v in model.discriminator_losses(ones, zeros, ones * 0.5, -ones).items()}
     assert terms == pytest.approx({"real": 0.0, "grey": 0.0, "fake": 0.25, "smooth": 1.0})
-
-
-def test_total_variation_by_hand():
-    image = np.array([[[[0], [1]], [[2], [3]]]], np.float32)
-    # down: |2 - 0|, |3 - 1| → mean 2; across: |1 - 0|, |3 - 2| → mean 1
-    assert float(numpy(model.vgg.total_variation(image))) == pytest.approx(3.0)
 
 
 def test_grey_keeps_three_channels_of_luma():
@@ -125,19 +125,19 @@ def test_edge_smoothing_blurs_only_near_edges():
 
 
 @pytest.mark.backend_independent
-def test_prepare_writes_smoothed_copies_and_keeps_existing_ones(tmp_path):
+def test_prepare_writes_smoothed_copies_and_keeps_existing_ones(tmp_path, capsys):
     style = tmp_path / "style"
     style.mkdir()
     _, anime = data.tiny_images(3, 32, seed=1)
     for index, array in enumerate(anime):
         Image.fromarray(array).save(style / f"{index}.jpg")
     (style / "notes.png").write_text("not a picture")
-    with pytest.warns(UserWarning, match="skipped 1 of 4"):
-        out = data.prepare(style)
+    out = data.prepare(argparse.Namespace(style=str(style), out=None))
+    assert "warning: skipped 1 of 4" in capsys.readouterr().err
     assert out == tmp_path / "style_smooth" and sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png"]
     stamp = (out / "0.png").stat().st_mtime_ns
-    with pytest.warns(UserWarning):
-        data.prepare(style)
+    data.smooth_folder(style)
+    assert "warning: skipped 1 of 4" in capsys.readouterr().err
     assert (out / "0.png").stat().st_mtime_ns == stamp  # never overwritten
 
 
@@ -166,7 +166,8 @@ def test_reduced_precision_converts_like_float32(trained):
 
 
 def test_init_phase_lowers_the_content_loss():
-    config = animegan.Config(**{k: v for k, v in TINY.items() if k != "tiny"}, init_lr=5e-4, crop_size=32)
+    config = animegan.Config(**{k: v for k, v in TINY.items() if k != "tiny"}, init_lr=5e-4, crop_size=32,
+                             init_color_weight=0.0)  # the content loss alone, as AnimeGANv2
     keras.utils.set_random_seed(0)
     gan = AnimeGAN(config)
     photos, _ = data.tiny_images(4, 32, seed=0)
@@ -200,26 +201,56 @@ def test_discriminator_warm_up_trains_only_the_discriminator():
 
 
 def test_the_averaged_generator_follows_the_generator_by_its_decay_and_is_checkpointed(tmp_path):
-    config = animegan.Config(**TINY, ema_decay=0.75, crop_size=32, batch_size=4)
+    config = animegan.Config(**TINY, ema=0.75, crop_size=32, batch_size=4)
     keras.utils.set_random_seed(0)
     gan = AnimeGAN(config)
+    photos, anime = data.tiny_images(4, 32, seed=0)
+    generator_step = lambda: gan.generator_step(data.to_unit(np.stack(photos)), data.to_unit(np.stack(anime)))
+    generator_step()  # the initialisation's generator, which the average starts from
     gan.start_average()
     before = gan.generator.get_weights()
-    photos, anime = data.tiny_images(4, 32, seed=0)
-    gan.generator_step(data.to_unit(np.stack(photos)), data.to_unit(np.stack(anime)))
-    gan.update_average()
+    generator_step()
+    gan.update_average(1)  # the first update: decay 1/3 (1 / (1 + 2)), below --ema
     after = gan.generator.get_weights()
     assert not all(np.array_equal(b, a) for b, a in zip(before, after))
-    expected = [0.75 * b + 0.25 * a for b, a in zip(before, after)]
-    assert all(np.allclose(e, kept, atol=1e-6) for e, kept in zip(expected, gan.average.get_weights()))
-    assert gan.result(adversarial=True) is gan.average and gan.result(adversarial=False) is gan.generator
+    expected = [b / 3 + 2 * a / 3 for b, a in zip(before, after)]
+    average = gan.result(adversarial=True)
+    assert all(np.allclose(e, kept, atol=1e-6) for e, kept in zip(expected, average.get_weights()))
+    generator_step()
+    gan.update_average(10)  # 10 / 12 is above --ema: the decay is 0.75
+    expected = [0.75 * e + 0.25 * a for e, a in zip(expected, gan.generator.get_weights())]
+    assert all(np.allclose(e, kept, atol=1e-6) for e, kept in zip(expected, average.get_weights()))
+    assert average is not gan.generator and gan.result(adversarial=False) is gan.generator
 
     TrainingLoop(tmp_path, gan.variables_to_save(), seed=0, verbose=0).save_checkpoint()
     restored = AnimeGAN(config)
     TrainingLoop(tmp_path, restored.variables_to_save(), seed=0, resume=True, verbose=0)
-    assert all(np.array_equal(a, b) for a, b in zip(gan.average.get_weights(), restored.average.get_weights()))
-    with pytest.raises(UserError, match="ema-decay"):
-        animegan.Config(**TINY, ema_decay=1.0)
+    assert all(np.array_equal(a, b) for a, b in zip(average.get_weights(), restored.result(adversarial=True).get_weights()))
+    with pytest.raises(UserError, match="--ema must be in"):
+        animegan.Config(**TINY, ema=1.0)
+    last_weights = AnimeGAN(dataclasses.replace(config, ema=0.0))  # --ema 0: the generator as it is, no copy kept
+    assert last_weights.result(adversarial=True) is last_weights.generator and "average" not in last_weights.variables_to_save()
+
+
+def test_float16_steps_are_loss_scaled_and_skip_overflows():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        gan = AnimeGAN(animegan.Config(**TINY, crop_size=32, batch_size=2))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in gan.optimizers.values())
+    assert gan.generator.layers[1].compute_dtype == "float16"
+    photos = data.to_unit(np.stack(data.tiny_images(1, 32, seed=0)[0]))
+    scale = gan.optimizers["init"].dynamic_scale
+    for _ in range(8):  # a step whose scaled gradients overflow float16 is skipped and halves the scale
+        before, halved = gan.generator.get_weights(), float(scale.value) / 2
+        loss, _ = gan.init_step(photos)
+        if not all(np.array_equal(a, b) for a, b in zip(before, gan.generator.get_weights())):
+            break
+        assert float(scale.value) == halved
+    else:
+        pytest.fail(f"no update applied in 8 steps; the loss scale went down to {float(scale.value)}")
+    assert np.isfinite(loss) and float(scale.value) >= 1
 
 
 def test_train_writes_a_complete_run(trained):
@@ -234,16 +265,23 @@ def test_train_writes_a_complete_run(trained):
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
     assert summary["generator_parameters"] == model.build_generator().count_params()
-    config = json.loads((trained / "config.json").read_text())["config"]
+    saved = json.loads((trained / "config.json").read_text())
+    config, resolved = saved["config"], saved["resolved"]
     assert config["content_weight"] == animegan.PRESETS["hayao"]["content_weight"] and config["crop_size"] == 32
+    assert resolved == {"photos": 8, "anime_pictures": 8, "training_side": 32, "steps_per_epoch": 3}
 
 
 @pytest.mark.backend_independent
 def test_presets_set_the_weights_and_flags_override_them():
-    args = argparse.Namespace(preset="paprika", color_weight=7.0, tiny=True)
-    config, _ = animegan.resolve(args)
+    args = argparse.Namespace(preset="paprika", color_weight=7.0, d_warmup_steps=1, tiny=True)
+    config, _ = cli.resolve_config(PROJECT, animegan.Config, args, defaults=animegan.recipe_defaults)
     assert config.style_weight == 0.6 and config.d_smooth_weight == 0.005 and config.color_weight == 7.0
-    assert config.backbone_weights == "random"  # --tiny never downloads
+    assert config.backbone_weights == "random" and config.crop_size == 32  # --tiny never downloads, and stays small
+    assert config.d_warmup_steps == 1
+    config, _ = cli.resolve_config(PROJECT, animegan.Config, argparse.Namespace(), defaults=animegan.recipe_defaults)
+    assert config == animegan.Config()  # no flags: the defaults are the recipe, with the Hayao weights
+    assert (config.init_color_weight, config.d_warmup_steps, config.ema) == (15.0, 200, 0.97)  # the bench's recipe
+    assert set(animegan.BACKBONES) == set(vgg.BACKBONES)
 
 
 def test_the_killed_run_resumed_to_the_losses_of_an_uninterrupted_one(trained, tmp_path):
@@ -255,7 +293,7 @@ def test_the_killed_run_resumed_to_the_losses_of_an_uninterrupted_one(trained, t
     resumed, expected = pd.read_csv(trained / "metrics.csv")[columns], pd.read_csv(straight / "metrics.csv")[columns]
     pd.testing.assert_frame_equal(resumed, expected, rtol=1e-6)
     with pytest.raises(UserError, match="already finished"):
-        animegan.train(argparse.Namespace(resume=str(trained)))
+        resume(trained)
 
 
 # --- convert and export ---------------------------------------------------------------------
@@ -337,7 +375,7 @@ def test_export_reloads_and_converts_the_same(trained, tmp_path, capsys):
 
 
 @pytest.mark.backend_independent
-def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path):
+def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path, capsys):
     photos, style = tmp_path / "photos", tmp_path / "style"
     photos.mkdir(), style.mkdir()
     for index, mode in enumerate(["CMYK", "RGBA", "P", "L", "I;16"]):
@@ -345,29 +383,28 @@ def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path):
         picture(style / f"{index}.png", (36, 40), seed=10 + index)
     (photos / "readme.txt.png").write_text("not a picture")
     config = animegan.Config(photos=str(photos), style=str(style), crop_size=32, batch_size=4, val_count=2)
-    with pytest.warns(UserWarning, match="skipped 1 of 6"):
-        pictures = animegan.load(config)
+    pictures = animegan.load(config)
+    assert "warning: skipped 1 of 6" in capsys.readouterr().err
     side = animegan.training_side(config)
     assert len(pictures.photos) == 5 and all(min(p.shape[:2]) == side and p.shape[2] == 3 for p in pictures.photos)
     assert pictures.style[0].shape[2] == 6 and pictures.validation.shape == (2, side, side, 3)
 
 
 @pytest.mark.backend_independent
-def test_too_few_style_pictures_for_the_batch_is_one_line(tmp_path, cli):
+def test_too_few_style_pictures_for_the_batch_is_one_line(tmp_path):
     photos, style = tmp_path / "photos", tmp_path / "style"
     photos.mkdir(), style.mkdir()
     for index in range(4):
         picture(photos / f"{index}.png", seed=index)
     picture(style / "only.png")
-    result = cli("projects.animegan", "train", "--photos", photos, "--style", style, "--batch-size", "4",
+    result = run_cli("projects.animegan", "train", "--photos", photos, "--style", style, "--batch-size", "4",
                  "--crop-size", "32", "--backbone-weights", "random")
     assert_one_line_error(result, "--style", "holds 1 usable image", "--batch-size 4")
 
 
 @pytest.mark.backend_independent
 def test_missing_files_are_clear_errors(trained, tmp_path):
-    config = animegan.Config(**{k: v for k, v in TINY.items()}, crop_size=32)
-    config.backbone_weights = str(tmp_path / "vgg.weights.h5")
+    config = animegan.Config(**{**TINY, "backbone_weights": str(tmp_path / "vgg.weights.h5")}, crop_size=32)
     with pytest.raises(UserError, match="no such file"):
         AnimeGAN(config)
     text = tmp_path / "notes.txt"

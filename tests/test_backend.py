@@ -7,6 +7,7 @@ import pytest
 
 from common import backend, vgg
 from common.errors import UserError
+from conftest import run_python
 
 
 def test_gradient_step_fits_a_line_and_updates_batch_norm_statistics():
@@ -80,3 +81,23 @@ def test_gram_matrix_and_total_variation_by_hand():
     image = np.array([[0, 1], [3, 5]], "float32").reshape(1, 2, 2, 1)
     # down: |3-0|, |5-1| -> mean 3.5; across: |1-0|, |5-3| -> mean 1.5
     assert float(vgg.total_variation(image)) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("use", ["keras.ops.ones(1)", "backend.set_random_seed(0)"])
+def test_tensorflows_start_up_lines_are_dropped_and_other_stderr_kept(use):
+    code = f"from common import backend; import keras, os; {use}; os.write(2, b'kept\\n')"
+    result = run_python("-c", code)
+    assert result.returncode == 0 and result.stderr == "kept\n"
+
+
+def test_a_loss_scaled_step_uses_the_scale_it_has_now():
+    weight = keras.Variable(0.0)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+    optimizer.build([weight])
+    step = backend.gradient_step(lambda x: (keras.ops.sum(weight * x), {}), [weight], optimizer)
+    x = np.ones(1, "float32")
+    step(x)
+    assert float(keras.ops.convert_to_numpy(weight)) == pytest.approx(-0.1)
+    optimizer.dynamic_scale.assign(optimizer.dynamic_scale * 4)
+    step(x)
+    assert float(keras.ops.convert_to_numpy(weight)) == pytest.approx(-0.2)  # the gradient, however scaled, is 1

@@ -1,6 +1,5 @@
 """The captcha reader end to end on tiny generated captchas, as a user runs it."""
 
-import argparse
 import json
 import os
 import random
@@ -15,9 +14,9 @@ from PIL import Image
 from common import runs
 from common.errors import UserError
 from conftest import assert_one_line_error
-from projects.captcha import data
+from projects.captcha import data, labels, predict
 from projects.captcha import train as captcha
-from projects.captcha.model import alphabet_of, decode, reader
+from projects.captcha.model import alphabet_of, check_fits, decode, model_input_size, reader
 
 # Variable length (4 to 6 characters) throughout: the fixed-length default is the special case.
 TINY = ["--tiny", "--batch-size", "32", "--length", "4-6"]
@@ -47,9 +46,9 @@ def captcha_files(folder, texts, size=(160, 60), suffix=".png"):
 
 def read_files(model, paths):
     """What a model reads from image files, in this process."""
-    size = captcha.model_input_size(model)
+    size = model_input_size(model)
     x = np.stack([data.prepare(Image.open(path), size) for path in paths])
-    return captcha.read(reader(model), x, alphabet_of(model))
+    return predict.read(reader(model), x, alphabet_of(model))
 
 
 def test_train_writes_a_complete_run_and_learns(trained):
@@ -59,11 +58,12 @@ def test_train_writes_a_complete_run_and_learns(trained):
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
-    assert summary["test_captchas"] == captcha.TINY["test"]
+    assert summary["test_captchas"] == data.TINY["test"]
     assert 0 <= summary["metrics"]["test_sequence_accuracy"] <= summary["metrics"]["test_character_accuracy"] + 1e-9
     assert summary["inference_captchas_per_second"] > 0 and summary["train_samples_per_second"] > 0
-    config = json.loads((run_dir / "config.json").read_text())["config"]
-    assert config["alphabet"] == data.DEFAULT_ALPHABET and config["length"] == "4-6"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["alphabet"] is None and saved["config"]["length"] == "4-6"  # as asked
+    assert saved["resolved"] == {"alphabet": labels.DEFAULT_ALPHABET, "input_size": [160, 60], "fonts": []}  # as found
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1, 2]
     assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
@@ -80,10 +80,24 @@ def test_evaluate_scores_the_held_out_set_again(trained, cli):
         assert fragment in result.stdout
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert evaluation["captchas"] == captcha.TINY["test"]
+    assert evaluation["captchas"] == data.TINY["test"]
     assert evaluation["sequence_accuracy"] == pytest.approx(summary["metrics"]["test_sequence_accuracy"], abs=1e-9)
     assert evaluation["character_accuracy"] == pytest.approx(summary["metrics"]["test_character_accuracy"], abs=1e-9)
     assert (run_dir / "samples" / "evaluation.png").exists()
+
+
+@pytest.mark.backend_independent
+def test_evaluate_reads_run_folders_saved_before_resolved_settings(trained, tmp_path):
+    """An older config.json has no "resolved" part (its alphabet sat among the settings): the same held-out set."""
+    run_dir, _ = trained
+    saved = json.loads((run_dir / "config.json").read_text())
+    older = {key: value for key, value in saved.items() if key != "resolved"}
+    older["config"] = {**saved["config"], "alphabet": labels.DEFAULT_ALPHABET}
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    x_older, texts_older, _ = captcha.held_out_again(tmp_path / "model.keras", labels.DEFAULT_ALPHABET, (160, 60))
+    x, texts, _ = captcha.held_out_again(run_dir / "model.keras", labels.DEFAULT_ALPHABET, (160, 60))
+    assert texts_older == texts and len(texts) == data.TINY["test"]
+    assert np.array_equal(x_older, x)
 
 
 def test_export_and_predict_read_exactly_as_the_trained_model(trained, cli, tmp_path):
@@ -124,19 +138,19 @@ def test_ctc_decoding_merges_repeats_and_drops_blanks(beam_width):
         "7A7A": [3, 0, 1, 3, 0, 1, 1, 0],
     }
     for expected, path in paths.items():
-        labels, confidence = decode(one_hot_logits(path, len(alphabet) + 1), beam_width)
-        labels = keras.ops.convert_to_numpy(labels)
-        assert labels.shape == (1, len(path))
-        assert data.decode(labels, alphabet) == [expected]
-        assert labels[0, len(expected):].max(initial=-1) == -1  # -1 after the end
+        codes, confidence = decode(one_hot_logits(path, len(alphabet) + 1), beam_width)
+        codes = keras.ops.convert_to_numpy(codes)
+        assert codes.shape == (1, len(path))
+        assert labels.decode(codes, alphabet) == [expected]
+        assert codes[0, len(expected):].max(initial=-1) == -1  # -1 after the end
         assert 0.99 < float(keras.ops.convert_to_numpy(confidence)[0]) <= 1.0
 
 
 @pytest.mark.backend_independent
 def test_labels_encode_and_decode_with_padding():
-    codes = data.encode(["AB", "BA7B"], "AB7", 6)
+    codes = labels.encode(["AB", "BA7B"], "AB7", 6)
     assert codes.tolist() == [[1, 2, 0, 0, 0, 0], [2, 1, 3, 2, 0, 0]]
-    assert data.decode(codes, "AB7") == ["AB", "BA7B"]
+    assert labels.decode(codes, "AB7") == ["AB", "BA7B"]
 
 
 @pytest.mark.backend_independent
@@ -152,23 +166,26 @@ def test_labels_encode_and_decode_with_padding():
     ],
 )
 def test_labels_come_from_file_names(name, label, problem):
-    assert data.label_from_name(f"some/folder/{name}") == label
-    alphabet = data.DEFAULT_ALPHABET if "outside" in str(problem) else None
-    assert data.label_problem(label, alphabet) == problem
+    assert labels.label_from_name(f"some/folder/{name}") == label
+    alphabet = labels.DEFAULT_ALPHABET if "outside" in str(problem) else None
+    assert labels.label_problem(label, alphabet) == problem
 
 
 @pytest.mark.backend_independent
-def test_lengths_and_settings_are_checked():
-    assert data.parse_length("4") == (4, 4) and data.parse_length("4-6") == (4, 6)
+def test_lengths_and_settings_are_checked(tmp_path):
+    assert labels.parse_length("4") == (4, 4) and labels.parse_length("4-6") == (4, 6)
     for bad in ("x", "6-4", "0", "4-", "4-x"):
         with pytest.raises(UserError, match="--length"):
             captcha.Config(length=bad)
     with pytest.raises(UserError, match="more than once"):
         captcha.Config(alphabet="ABA")
-    with pytest.raises(UserError, match="not a readable"):
-        captcha.Config(fonts="/nowhere/font.ttf")
     with pytest.raises(UserError, match="raise --input-height"):
-        captcha.check_fits((64, 24), 6)
+        check_fits((64, 24), 6)
+    # Fonts are files: a config only names them, training finds (or refuses) them before any run folder exists.
+    config = captcha.Config(fonts="/nowhere/font.ttf", tiny=True, epochs=1, out=str(tmp_path / "run"))
+    with pytest.raises(UserError, match="not a readable"):
+        captcha.train(config)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.backend_independent
@@ -191,13 +208,13 @@ def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     assert len(found.texts) == 31 and found.alphabet == "123ABC"
     assert found.x.shape == (31, 60, 160, 1) and found.x.dtype == np.uint8
 
-    run_dir = captcha.train(
-        argparse.Namespace(data_dir=str(folder), epochs=2, batch_size=14, workers=0, out=str(tmp_path / "run"))
-    )
+    config = captcha.Config(data_dir=str(folder), epochs=2, batch_size=14, workers=0, out=str(tmp_path / "run"))
+    run_dir = captcha.train(config)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["test_captchas"] == 3  # the held-out tenth of the folder
-    saved = json.loads((run_dir / "config.json").read_text())["config"]
-    assert saved["alphabet"] == "123ABC"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["resolved"] == {"alphabet": "123ABC", "input_size": [160, 60]}
+    assert saved["config"]["alphabet"] is None
     model = runs.load_model(run_dir / "model.keras")
     assert alphabet_of(model) == "123ABC" and model.input_shape == (None, 60, 160, 1)
     assert model.output_shape == (None, 20, 7)  # 20 time steps for up to 6 characters; 6 characters + blank

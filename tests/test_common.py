@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import cli, images, report, runs
+from common import cli, datasets, images, report, runs
+from common.config import TrainConfig
 from common.errors import UserError
 
 pytestmark = pytest.mark.backend_independent
@@ -21,16 +22,16 @@ def parse(config_class, argv):
 
 
 def test_flags_override_only_what_was_typed():
-    args = parse(cli.TrainConfig, ["--epochs", "3", "--tiny", "--lr", "0.01"])
-    config = cli.config_from_args(cli.TrainConfig, args, saved={"epochs": 7, "batch_size": 32})
+    args = parse(TrainConfig, ["--epochs", "3", "--tiny", "--lr", "0.01"])
+    config = cli.config_from_args(TrainConfig, args, saved={"epochs": 7, "batch_size": 32})
     assert (config.epochs, config.batch_size, config.lr, config.tiny) == (3, 32, 0.01, True)
-    assert parse(cli.TrainConfig, ["--resume"]).resume == "latest"
+    assert parse(TrainConfig, ["--resume"]).resume == "latest"
 
 
 @pytest.mark.parametrize("argv, message", [(["--lr", "-1"], "--lr must be positive"), (["--epochs", "0"], "--epochs")])
 def test_bad_values_are_user_errors(argv, message):
     with pytest.raises(UserError, match=message):
-        cli.config_from_args(cli.TrainConfig, parse(cli.TrainConfig, argv))
+        cli.config_from_args(TrainConfig, parse(TrainConfig, argv))
 
 
 def test_run_folders_are_never_reused(tmp_path):
@@ -108,4 +109,54 @@ def test_report_table_and_readme_markers(tmp_path):
     readme.write_text("intro\n<!-- bench:start -->\nold\n<!-- bench:end -->\noutro\n")
     report.update_readme(readme, "bench", "| new |")
     assert readme.read_text() == "intro\n<!-- bench:start -->\n| new |\n<!-- bench:end -->\noutro\n"
-    json.loads((run / "summary.json").read_text())
+    frame = report.collect(tmp_path)[["project", "test_accuracy"]]
+    assert report.markdown_table(frame) == "| project | test_accuracy |\n|---|---|\n| demo | 0.99 |"
+
+
+def test_configs_are_frozen_and_resolved_settings_are_kept_apart(tmp_path):
+    config = TrainConfig(epochs=2)
+    with pytest.raises(AttributeError):
+        config.epochs = 3
+    run = tmp_path / "run"
+    runs.save_config(run, config, {"resolved": {"classes": 10}})
+    runs.record_resolved(run, image_size=28)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["config"]["epochs"] == 2 and "image_size" not in saved["config"]
+    assert runs.run_config(run / "model.keras", "resolved") == {"classes": 10, "image_size": 28}
+    assert runs.run_config(run / "model.keras")["epochs"] == 2
+
+
+def test_holdout_is_seeded_and_keeps_both_sides():
+    kept, held = datasets.holdout(100, 0.1, seed=3)
+    assert len(held) == 10 and sorted([*kept, *held]) == list(range(100))
+    assert (datasets.holdout(100, 0.1, seed=3)[1] == held).all() and not (datasets.holdout(100, 0.1, seed=4)[1] == held).all()
+    assert len(datasets.holdout(5, 0.01, seed=0)[1]) == 1 and len(datasets.holdout(2, 0.9, seed=0)[0]) == 1
+    assert len(datasets.holdout(5, 0.0, seed=0)[1]) == 0
+
+
+def test_data_dir_prefers_the_flag_then_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    assert datasets.data_dir() == tmp_path
+    assert datasets.data_dir(tmp_path / "..") == tmp_path / ".."
+    with pytest.raises(UserError, match="--data-dir=.*missing is not a folder"):
+        datasets.data_dir(tmp_path / "missing")
+
+
+def test_shrink_keeps_the_aspect_ratio():
+    image = Image.new("RGB", (400, 100))
+    assert images.shrink_to(image, 200).size == (200, 50)
+    assert images.shrink_to(image, 800) is image and images.shrink_to(image, None) is image
+
+
+def test_skipped_images_are_one_warning_line(tmp_path, capsys):
+    save(tmp_path, "good.png", Image.new("RGB", (4, 4)))
+    (tmp_path / "bad.png").write_text("not a picture")
+    opened = images.open_all(images.list_images(tmp_path))
+    assert [path.name for path, _ in opened] == ["good.png"]
+    err = capsys.readouterr().err
+    assert err.startswith("warning: skipped 1 of 2 files that are not readable images") and err.count("\n") == 1
+
+
+def test_another_projects_failed_training_is_one_clear_error(capfd):
+    with pytest.raises(UserError, match="training the no_such_project project failed"):
+        report.train_other_project("no_such_project", "--tiny")

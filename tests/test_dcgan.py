@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from common import runs
+from common import cli, runs
 from common.errors import UserError
 from conftest import assert_one_line_error, run_cli
 from projects.dcgan import data
-from projects.dcgan import train as dcgan
-from projects.dcgan.evaluate import frechet_distance
+from projects.dcgan.evaluate import evaluate, frechet_distance
+from projects.dcgan.generate import classes_of, draw, generate
 from projects.dcgan.model import build_discriminator, layout
+from projects.dcgan.train import Config, resolved_settings, train
 from test_datasets import fake_mnist
 
 # 28 px grey, like MNIST, so that the classifier-based evaluation can read the samples.
@@ -58,7 +59,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_losses(trained, tmp_path, ki
     assert list(pd.read_csv(run_dir / "metrics.csv")["epoch"]) == [0]
     assert any((run_dir / "tensorboard").iterdir())
 
-    dcgan.train(argparse.Namespace(resume=str(run_dir)))
+    train(*resumable(run_dir))
     resumed = pd.read_csv(run_dir / "metrics.csv")
     assert list(resumed["epoch"]) == [0, 1, 2] and list(resumed["step"]) == [8, 16, 24]
     assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
@@ -67,7 +68,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_losses(trained, tmp_path, ki
     for column in ("d_loss", "g_loss", "real_score", "fake_score"):
         assert resumed[column].to_numpy() == pytest.approx(straight[column].to_numpy(), rel=1e-6), column
     with pytest.raises(UserError, match="already finished"):
-        dcgan.train(argparse.Namespace(resume=str(run_dir)))
+        resumable(run_dir)
+
+
+def resumable(run_dir):
+    """(settings, run folder) as `train --resume RUN_DIR` finds them."""
+    return cli.resolve_config("dcgan", Config, argparse.Namespace(resume=str(run_dir)))
 
 
 @pytest.mark.backend_independent
@@ -78,9 +84,9 @@ def test_generate_writes_pngs_or_one_array(trained, tmp_path):
         generated = saved["images"]
     assert generated.shape == (7, 28, 28, 1) and generated.dtype == np.uint8 and generated.std() > 0
     with pytest.raises(UserError, match="already exists"):
-        dcgan.generate(argparse.Namespace(model=str(trained), n=7, out=str(tmp_path / "many.npz"), seed=0))
+        generate(argparse.Namespace(model=str(trained), n=7, out=str(tmp_path / "many.npz"), seed=0))
 
-    dcgan.generate(argparse.Namespace(model=str(trained), n=5, out=str(tmp_path / "pngs"), seed=0))
+    generate(argparse.Namespace(model=str(trained), n=5, out=str(tmp_path / "pngs"), seed=0))
     files = sorted((tmp_path / "pngs").iterdir())
     assert [f.name for f in files] == [f"{i}.png" for i in range(5)]
     with Image.open(files[0]) as image:
@@ -89,29 +95,29 @@ def test_generate_writes_pngs_or_one_array(trained, tmp_path):
     generator = runs.load_model(trained / "generator.keras")
     raw = keras.ops.convert_to_numpy(generator(np.random.default_rng(0).standard_normal((16, 100)).astype("float32")))
     assert raw.shape == (16, 28, 28, 1) and -1 <= raw.min() < raw.max() <= 1
-    assert np.array_equal(dcgan.draw(generator, 7, 3), generated)  # the seed fixes the images
+    assert np.array_equal(draw(generator, 7, 3), generated)  # the seed fixes the images
     with pytest.raises(UserError, match="not conditional"):
-        dcgan.draw(generator, 1, 0, label=0)
+        draw(generator, 1, 0, label=0)
 
 
 def test_a_conditional_gan_draws_the_class_asked_for(tmp_path):
     run_dir = tmp_path / "run"
-    flags = dict(tiny=True, conditional=True, image_size=16, width=8, discriminator_width=8, batch_size=32, epochs=1)
-    dcgan.train(argparse.Namespace(**flags, out=str(run_dir)))
-    assert json.loads((run_dir / "config.json").read_text())["config"]["conditional"] is True
+    train(Config(tiny=True, conditional=True, image_size=16, width=8, discriminator_width=8, batch_size=32, epochs=1, out=str(run_dir)))
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["conditional"] is True and saved["resolved"]["classes"] == 2
     generator = runs.load_model(run_dir / "generator.keras")
-    assert dcgan.classes_of(generator) == 2  # the tiny set's squares and discs
-    squares, discs = dcgan.draw(generator, 4, 0, label=0), dcgan.draw(generator, 4, 0, label=1)
+    assert classes_of(generator) == 2  # the tiny set's squares and discs
+    squares, discs = draw(generator, 4, 0, label=0), draw(generator, 4, 0, label=1)
     assert squares.shape == (4, 16, 16, 3) and not np.array_equal(squares, discs)  # same noise: the label alone differs
-    assert np.array_equal(dcgan.draw(generator, 4, 0)[1::2], dcgan.draw(generator, 4, 0, label=1)[1::2])  # classes in turn
+    assert np.array_equal(draw(generator, 4, 0)[1::2], draw(generator, 4, 0, label=1)[1::2])  # classes in turn
     with pytest.raises(UserError, match="--label 2"):
-        dcgan.draw(generator, 1, 0, label=2)
+        draw(generator, 1, 0, label=2)
     discriminator = runs.load_model(run_dir / "discriminator.keras")
     image = np.zeros((1, 16, 16, 3), np.float32)
     logits = [float(keras.ops.convert_to_numpy(discriminator([image, np.array([[k]])]))[0, 0]) for k in (0, 1)]
     assert logits[0] != logits[1]  # it judges the image as the class it is said to be
     with pytest.raises(UserError, match="labelled images"):
-        dcgan.Config(data_dir="faces", conditional=True)
+        Config(data_dir="faces", conditional=True)
 
 
 @pytest.mark.backend_independent
@@ -146,13 +152,15 @@ def test_sizes_follow_the_resolution():
     assert [layout(size) for size in (16, 28, 32, 64, 96)] == [(2, 4), (2, 7), (3, 4), (4, 4), (4, 6)]
     for bad in (30, 12, 512):
         with pytest.raises(UserError, match="--image-size"):
-            layout(bad)
-    config = dcgan.Config(data_dir="faces")
-    assert (config.dataset, config.image_size, config.mode) == (None, 64, "rgb")
-    config = dcgan.Config()
-    assert (config.dataset, config.image_size, config.mode) == ("mnist", 28, "grey")
+            Config(image_size=bad)
+    # The settings stay as asked; what they leave open is resolved apart.
+    config = Config(data_dir="faces")
+    assert (config.dataset, config.image_size, config.mode, config.conditional) == (None, None, None, None)
+    assert resolved_settings(config) == {"dataset": "folder", "image_size": 64, "mode": "rgb", "conditional": False}
+    assert resolved_settings(Config()) == {"dataset": "mnist", "image_size": 28, "mode": "grey", "conditional": True}
+    assert resolved_settings(Config(tiny=True)) == {"dataset": "tiny", "image_size": 16, "mode": "rgb", "conditional": False}
     with pytest.raises(UserError, match="--ema"):
-        dcgan.Config(ema=1.0)
+        Config(ema=1.0)
     plain = build_discriminator(16, 3, 4, normalise=False, dropout=0.3)
     kinds = {type(layer).__name__ for layer in plain.layers}
     assert "BatchNormalization" not in kinds and "Dropout" in kinds and plain.output_shape == (None, 1)
@@ -175,18 +183,21 @@ def mixed_folder(folder):
 
 
 @pytest.mark.backend_independent
-@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_folder_of_mixed_images_trains_and_skips_bad_files(tmp_path, capsys):
     good = mixed_folder(tmp_path / "mine")
-    with pytest.warns(UserWarning, match="skipped 2 of 8 files"):
-        x, skipped = data.read_folder(tmp_path / "mine", 16, "RGB")
+    x, skipped = data.read_folder(tmp_path / "mine", 16, "RGB")
+    assert "warning: skipped 2 of 8 files" in capsys.readouterr().err
     assert x.shape == (good, 16, 16, 3) and x.dtype == np.uint8 and skipped == 2
     grey, _ = data.read_folder(tmp_path / "mine", 20, "L")
     assert grey.shape == (good, 20, 20, 1)
 
-    run_dir = dcgan.train(argparse.Namespace(data_dir=str(tmp_path / "mine"), image_size=16, width=4, discriminator_width=4, batch_size=3,
-                                             epochs=1, samples=4, out=str(tmp_path / "run")))
+    run_dir = train(Config(data_dir=str(tmp_path / "mine"), image_size=16, width=4, discriminator_width=4, batch_size=3,
+                           epochs=1, samples=4, out=str(tmp_path / "run")))
     assert "6 images as 16x16 rgb (2 skipped)" in capsys.readouterr().out
+    assert runs.run_config(run_dir / "generator.keras", "resolved") == {
+        "dataset": "folder", "image_size": 16, "mode": "rgb", "conditional": False, "images": 6, "classes": 0}
+    with pytest.raises(UserError, match="learnt the images in"):  # no digits to score
+        evaluate(argparse.Namespace(model=str(run_dir), classifier=None, dataset=None, data_dir=None, n=10, seed=0))
     generator = runs.load_model(run_dir / "generator.keras")
     assert generator.output_shape == (None, 16, 16, 3)
 
@@ -203,10 +214,10 @@ def test_folders_without_images_are_one_line_errors(tmp_path):
     (bad / "a.png").write_text("not a picture")
     (bad / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
     with pytest.raises(UserError, match="none of the 2 files is a readable image"):
-        dcgan.train(argparse.Namespace(data_dir=str(bad), out=str(tmp_path / "run")))
+        train(Config(data_dir=str(bad), out=str(tmp_path / "run")))
     fake_mnist(tmp_path / "registry" / "mnist")
     with pytest.raises(UserError, match="pass --dataset mnist"):
-        dcgan.train(argparse.Namespace(data_dir=str(tmp_path / "registry"), out=str(tmp_path / "run")))
+        train(Config(data_dir=str(tmp_path / "registry"), out=str(tmp_path / "run")))
     with pytest.raises(UserError, match="fewer than --batch-size"):
-        dcgan.train(argparse.Namespace(dataset="mnist", data_dir=str(tmp_path / "registry"), out=str(tmp_path / "run")))
+        train(Config(dataset="mnist", data_dir=str(tmp_path / "registry"), out=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()

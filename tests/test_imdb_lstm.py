@@ -1,6 +1,5 @@
 """The IMDB sentiment LSTM end to end on tiny generated reviews, as a user runs it."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -63,8 +62,11 @@ def test_train_from_word_vectors_writes_a_complete_run_and_learns(trained):
     assert summary["metrics"]["test_accuracy"] > 0.8, summary["metrics"]
     assert 0 < summary["embedding_coverage"] < 1  # the rare "name123" words have no vector
     assert "have a word vector" in result.stdout
-    config = json.loads((run_dir / "config.json").read_text())["config"]
-    assert config["embedding_dim"] == 8  # taken from the file
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["embedding_dim"] is None  # as asked: the settings are not rewritten ...
+    assert saved["resolved"]["embedding_dim"] == 8  # ... the dimension taken from the file is recorded beside them
+    assert saved["resolved"]["embeddings"] == str(run_dir.parent / "vectors.txt")
+    assert runs.run_config(run_dir / "model.keras", "resolved")["vocabulary"] == summary["vocabulary"]
     vocabulary = (run_dir / "vocabulary.txt").read_text().split("\n")
     assert len(vocabulary) - 1 == summary["vocabulary"] and "great" in vocabulary
     metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -183,15 +185,17 @@ def test_own_folder_of_reviews_trains_from_random_vectors(tmp_path, capsys):
         (folder / data.LABELS[label][:3] / f"{index}.txt").write_text(review)
     (folder / "pos" / "latin1.txt").write_bytes(b"a great caf\xe9")
     (folder / "neg" / "empty.txt").write_text("<br /> ... ")
-    with pytest.warns(UserWarning, match="not UTF-8"):
-        run_dir = imdb.train(
-            argparse.Namespace(reviews=str(folder), epochs=2, units=8, batch_size=32, lr=1e-2, out=str(tmp_path / "run"))
-        )
-    assert "left out 1 of the" in capsys.readouterr().err  # the review without words
+    config = imdb.Config(reviews=str(folder), epochs=2, units=8, batch_size=32, lr=1e-2, out=str(tmp_path / "run"))
+    run_dir = imdb.train(config)
+    assert run_dir == tmp_path / "run"
+    errors = capsys.readouterr().err
+    assert "warning: 1 file(s) held bytes that are not UTF-8" in errors  # the latin-1 review, read all the same
+    assert "warning: left out 1 of the" in errors  # the review without words
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["embeddings"] is None and summary["test_reviews"] in (59, 60)  # 20% of 302 held out, less the empty one
-    config = json.loads((run_dir / "config.json").read_text())["config"]
-    assert config["embedding_dim"] == 100 and config["reviews"] == str(folder)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["resolved"]["embedding_dim"] == 100 and saved["config"]["reviews"] == str(folder)
+    assert config.embedding_dim is None and config.out == str(tmp_path / "run")  # the Config is not written to
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
 
@@ -218,7 +222,7 @@ def test_bad_word_vector_files_are_clear_errors(tmp_path):
     (word2vec_run / "vectors.bin").write_bytes(as_binary.read_bytes())
     assert data.vectors_file(word2vec_run) == word2vec_run / "vectors.bin"  # a run folder means its vectors.bin
     with pytest.raises(UserError, match="8-dimensional vectors, but --embedding-dim is 50"):
-        imdb.load_embeddings(imdb.Config(embeddings=str(good), embedding_dim=50))
+        data.load_embeddings(imdb.Config(embeddings=str(good), embedding_dim=50))
 
 
 @pytest.mark.backend_independent
@@ -234,10 +238,10 @@ def test_bad_input_on_the_command_line_is_one_line(cli, tmp_path):
 
 @pytest.mark.backend_independent
 def test_bench_starts_from_the_newest_default_word2vec_run(tmp_path, monkeypatch):
-    from projects.imdb_lstm import __main__ as command_line
+    from projects.imdb_lstm import bench
 
     monkeypatch.setattr(runs, "RUNS_DIR", tmp_path)
-    assert command_line.newest_word2vec_run() is None
+    assert bench.newest_word2vec_run() is None
     kinds = {
         "default": ({"engine": "keras"}, {}),
         "gensim": ({"engine": "gensim"}, {}),
@@ -251,4 +255,4 @@ def test_bench_starts_from_the_newest_default_word2vec_run(tmp_path, monkeypatch
         if name != "no_vectors":
             (run_dir / "vectors.bin").write_bytes(b"")
         os.utime(runs.write_json(run_dir / "summary.json", summary), (1000 + age, 1000 + age))
-    assert command_line.newest_word2vec_run() == tmp_path / "word2vec" / "default"
+    assert bench.newest_word2vec_run() == tmp_path / "word2vec" / "default"

@@ -36,6 +36,8 @@ def test_train_writes_a_complete_run_and_learns(trained):
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["metrics"]["test_accuracy"] > 0.5, summary  # chance is 0.1
+    resolved = json.loads((run_dir / "config.json").read_text())["resolved"]
+    assert resolved == {"train_images": 973, "validation_images": 51, "test_images": 256}  # 5% of 1,024 held out
     assert summary["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
     assert summary["train_samples_per_second"] > 0 and summary["wall_seconds"] > 0
     metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -75,11 +77,13 @@ def test_predict_reads_user_images(trained, cli, tmp_path):
     labels = digit_files(tmp_path / "digits")
     result = cli("projects.mnist_cnn", "predict", "--model", run_dir, tmp_path / "digits")
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
-    assert sorted(os.path.basename(line[0]) for line in lines) == ["paper.png", "sixteen_bit.png", "transparent.png", "wide.jpg"]
-    for _, digit, probability in lines:
-        assert digit in "0123456789" and 0 <= float(probability) <= 1
-    assert len(labels) == 4
+    read = {os.path.basename(path): (digit, float(probability)) for path, digit, probability in
+            (line.split("\t") for line in result.stdout.strip().splitlines())}
+    expected = dict(zip(["paper.png", "transparent.png", "sixteen_bit.png", "wide.jpg"], map(str, labels)))
+    assert sorted(read) == sorted(expected)
+    assert all(0 <= probability <= 1 for _, probability in read.values())
+    right = [name for name in expected if read[name][0] == expected[name]]
+    assert len(right) >= 3, (read, expected)  # chance would read one in ten
 
 
 @pytest.mark.backend_independent

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from common import runs, vgg
+from common import runs
+from common.cli import resolve_config
 from common.errors import UserError
 from common.loop import CHECKPOINT
 from conftest import assert_one_line_error
-from projects.style_transfer import data, losses, optimize
-from projects.style_transfer import train as fast
+from projects.style_transfer import PROJECT, data, losses, optimize, stylize, train
 from projects.style_transfer.model import build_transform_net
 
 # A random VGG16 cut after block 2 keeps every test cheap; the code paths are those of the real recipe.
@@ -49,17 +49,14 @@ def trained(tmp_path_factory):
 # --- the losses against hand-computed values ----------------------------------------------
 
 
-def test_gram_matrix_and_losses_match_hand_computed_values():
+def test_losses_match_hand_computed_values():
     # Two positions (a 1x2 image), two channels: F = [[1, 2], [3, 4]] (rows are positions).
     features = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
-    gram = keras.ops.convert_to_numpy(vgg.gram_matrix(features))[0]
-    # F^T F / positions = [[1 + 9, 2 + 12], [2 + 12, 4 + 16]] / 2
-    np.testing.assert_allclose(gram, [[5.0, 7.0], [7.0, 10.0]])
-
     target = np.array([[[[1.0, 1.0], [1.0, 1.0]]]], np.float32)
     # (0 + 1 + 4 + 9) / (1 + 1 + 1 + 1)
     assert float(losses.content_loss(features, target)) == pytest.approx(14 / 4)
 
+    # Its Gram matrix is F^T F / positions = [[5, 7], [7, 10]]; the error is relative to the target's.
     target_gram = np.array([[4.0, 7.0], [7.0, 12.0]], np.float32)
     # ((5 - 4)^2 + 0 + 0 + (10 - 12)^2) / (16 + 49 + 49 + 144)
     assert float(losses.style_loss(features, target_gram)) == pytest.approx(5 / 258)
@@ -90,8 +87,8 @@ def test_perceptual_loss_weights_its_terms_and_blends_styles():
 
 def test_optimisation_lowers_the_loss(tmp_path):
     photo = np.asarray(data.tiny_photos(1, 32)[0].resize((32, 20)), np.float32)
-    config = optimize.StylizeConfig(**settings())
-    result, history = optimize.optimise(photo, [data.tiny_painting(32)], [1.0], optimize.perceptual_loss(config),
+    config = stylize.StylizeConfig(**settings())
+    result, history = optimize.optimise(photo, [data.tiny_painting(32)], [1.0], losses.perceptual_loss(config),
                                         iterations=15, lr=8.0, out=tmp_path, save_every=5)
     first, last = history.losses[0]["loss"], history.losses[-1]["loss"]
     assert last < 0.8 * first, (first, last)
@@ -108,7 +105,7 @@ def test_optimisation_lowers_the_loss(tmp_path):
 
 def test_optimisation_stops_on_a_nan_loss(tmp_path):
     photo = np.asarray(data.tiny_photos(1, 32)[0].resize((32, 20)), np.float32)
-    loss = optimize.perceptual_loss(optimize.StylizeConfig(**settings()))
+    loss = losses.perceptual_loss(stylize.StylizeConfig(**settings()))
     with pytest.raises(UserError, match="loss became nan at step 2"):
         optimize.optimise(photo, [data.tiny_painting(32)], [1.0], loss, iterations=5, lr=float("nan"), out=tmp_path)
 
@@ -139,6 +136,15 @@ def test_stylize_by_optimisation_keeps_orientation_and_aspect(cli, tmp_path):
     assert list(pd.read_csv(out / "metrics.csv")["step"]) == [2, 4]
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert not (out / CHECKPOINT).exists()  # a few iterations on one picture are not worth resuming
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["max_size"] == 32 and saved["config"]["out"] == str(out)
+    assert saved["resolved"] == {"out": str(out), "max_size": 32, "style_size": 32, "blend": [0.25, 0.75]}
+
+    # Without --max-size the result is at most 512 pixels: what was worked out is recorded, not written into the settings.
+    out = stylize.by_optimisation(stylize.StylizeConfig(content=str(content), style=[str(styles[0])], iterations=1,
+                                                        out=str(tmp_path / "default"), **settings()))
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["max_size"] is None and saved["resolved"]["max_size"] == 512
 
 
 def test_fast_network_trains_and_paints_any_size(trained, cli, tmp_path):
@@ -147,11 +153,16 @@ def test_fast_network_trains_and_paints_any_size(trained, cli, tmp_path):
     assert not (trained / CHECKPOINT).exists()  # the finished model replaces it
     metrics = pd.read_csv(trained / "metrics.csv")
     assert list(metrics.columns[:3]) == ["phase", "epoch", "step"]
-    assert set(metrics.columns[3:]) == {*fast.TERMS, "seconds", "images_per_second"}
+    assert set(metrics.columns[3:]) == {*train.TERMS, "seconds", "images_per_second"}
     assert list(metrics["epoch"]) == [0, 1, 2]
     assert np.isfinite(metrics["loss"]).all()  # a dozen steps on random crops: too few for the mean to fall reliably
     summary = json.loads((trained / "summary.json").read_text())
-    assert summary["stylise_seconds"] > 0 and summary["steps"] == 3 * fast.TINY["steps_per_epoch"]
+    assert summary["stylize_seconds"] > 0 and summary["steps"] == 3 * train.TINY["steps_per_epoch"]
+    # --tiny shrinks the crops and the epochs to its small photos: recorded as resolved, the settings left as asked.
+    saved = json.loads((trained / "config.json").read_text())
+    assert saved["config"]["crop_size"] == 128 and saved["config"]["steps_per_epoch"] == 40
+    tiny = {"crop_size": train.TINY["crop_size"], "steps_per_epoch": train.TINY["steps_per_epoch"]}
+    assert runs.run_config(trained / "model.keras", "resolved") == {**tiny, "photos": 8, "painting_size": [48, 48]}
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -168,7 +179,7 @@ def test_fast_network_trains_and_paints_any_size(trained, cli, tmp_path):
 
 
 def test_export_reloads_with_the_same_output(trained, tmp_path):
-    exported = fast.export(argparse.Namespace(model=str(trained), out=str(tmp_path / "stylizer.keras")))
+    exported = stylize.export(argparse.Namespace(model=str(trained), out=str(tmp_path / "stylizer.keras")))
     net, reloaded = runs.load_model(trained / "model.keras"), runs.load_model(exported)
     x = np.random.default_rng(2).uniform(0, 255, (1, 29, 51, 3)).astype(np.float32)
     expected = np.clip(np.rint(keras.ops.convert_to_numpy(net.predict_on_batch(x))), 0, 255)
@@ -182,11 +193,11 @@ def test_evaluate_scores_outputs_against_the_trained_style(trained, tmp_path, ca
     photo = photo_file(tmp_path / "p.png", (32, 24))
     args = argparse.Namespace(model=str(trained), input=[str(photo)], max_size=None, style=None, backbone=None,
                               backbone_weights=None)
-    assert fast.evaluate(args) == 0
+    assert train.evaluate(args) == 0
     evaluation = json.loads((trained / "evaluation.json").read_text())
     assert evaluation["mean"]["photo_content"] == pytest.approx(0.0, abs=1e-6)
-    assert evaluation["mean"]["stylised_content"] > 0
-    assert "stylised" in capsys.readouterr().out
+    assert evaluation["mean"]["stylized_content"] > 0
+    assert "stylized" in capsys.readouterr().out
 
 
 def test_a_run_interrupted_mid_epoch_resumes_as_if_never_stopped(trained, tmp_path, monkeypatch, capsys):
@@ -205,20 +216,20 @@ def test_a_run_interrupted_mid_epoch_resumes_as_if_never_stopped(trained, tmp_pa
 
     monkeypatch.setattr(data.Crops, "batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fast.train(argparse.Namespace(**flags))
+        train.train(train.Config(**flags))
     assert (run_dir / CHECKPOINT).exists() and not (run_dir / "summary.json").exists()
     monkeypatch.setattr(data.Crops, "batch", recorded)
-    fast.train(argparse.Namespace(resume=str(run_dir)))
+    train.train(*resolve_config(PROJECT, train.Config, argparse.Namespace(resume=str(run_dir))))
     assert "continuing after step 6" in capsys.readouterr().out
     assert drawn == list(range(6, 12))  # only the steps not taken, with the crops they would have had
 
     # Same seed, same settings: the interrupted run ends where the uninterrupted one did.
     resumed, straight = pd.read_csv(run_dir / "metrics.csv"), pd.read_csv(trained / "metrics.csv")
     assert list(resumed["epoch"]) == [0, 1, 2] and list(resumed["step"]) == [4, 8, 12]
-    for column in fast.TERMS:
+    for column in train.TERMS:
         np.testing.assert_allclose(resumed[column], straight[column], rtol=1e-5, err_msg=column)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["resumed"] is True and summary["steps"] == 3 * fast.TINY["steps_per_epoch"]
+    assert summary["resumed"] is True and summary["steps"] == 3 * train.TINY["steps_per_epoch"]
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(path.name for path in (run_dir / "samples").iterdir()) == [f"epoch_00{n}.jpg" for n in (1, 2, 3)]
     assert not (run_dir / CHECKPOINT).exists()
@@ -258,6 +269,15 @@ def test_a_huge_photo_is_scaled_down_with_a_note(tmp_path, capsys):
 
 
 @pytest.mark.backend_independent
+def test_too_small_training_photos_are_left_out_with_a_warning(tmp_path, capsys):
+    photo_file(tmp_path / "photo.png", (40, 30))
+    photo_file(tmp_path / "icon.png", (12, 12))
+    photos = data.content_photos([tmp_path], 24)
+    assert [photo.size for photo in photos] == [(32, 24)]  # the shorter side scaled down to 24
+    assert "icon.png is only 12x12 pixels; left out" in capsys.readouterr().err.partition("warning: ")[2]
+
+
+@pytest.mark.backend_independent
 def test_bad_inputs_are_clear_messages(tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     with pytest.raises(UserError, match="not a readable image"):
@@ -267,14 +287,17 @@ def test_bad_inputs_are_clear_messages(tmp_path):
     with pytest.raises(UserError, match="too small"):
         data.load(photo_file(tmp_path / "dot.png", (8, 8)), 512)
     with pytest.raises(UserError, match="--backbone-weights .*nowhere.h5: no such file"):
-        fast.Config(tiny=True, backbone_weights=str(tmp_path / "nowhere.h5"))
+        train.train(train.Config(tiny=True, backbone_weights=str(tmp_path / "nowhere.h5"), out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
     with pytest.raises(UserError, match="--style-weights gives 1 weights for 2"):
-        optimize.StylizeConfig(content="a", style=["b", "c"], style_weights="1", **settings()).blend()
+        stylize.StylizeConfig(content="a", style=["b", "c"], style_weights="1", **settings()).blend()
+    with pytest.raises(UserError, match="--crop-size must be at least 16"):
+        train.Config(crop_size=8)
     with pytest.raises(UserError, match="give --style"):
-        fast.load(fast.Config(content_dir=[str(tmp_path)], **settings()))
+        train.load(train.Config(content_dir=[str(tmp_path)], **settings()))
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no images"):
-        fast.load(fast.Config(style=str(photo_file(tmp_path / "s.png")), content_dir=[str(tmp_path / "empty")], **settings()))
+        train.load(train.Config(style=str(photo_file(tmp_path / "s.png")), content_dir=[str(tmp_path / "empty")], **settings()))
 
 
 @pytest.mark.backend_independent

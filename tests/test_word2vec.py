@@ -1,7 +1,7 @@
-"""word2vec on tiny corpora: the example generator, the model, both engines, export and bad input."""
+"""word2vec on tiny corpora: the example generator, the model, both engines, export, the bench table and bad input."""
 
 import json
-import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +9,7 @@ import pytest
 from common import text, word2vec_format
 from common.errors import UserError
 from conftest import assert_one_line_error
-from projects.word2vec import data, vectors
-from projects.word2vec import train as word2vec
+from projects.word2vec import bench, data, train, vectors
 
 
 def corpus_of(documents, min_count=1, window=2):
@@ -115,8 +114,8 @@ def planted_similarity(word_vectors, topics=6, words=8):
 
 def test_keras_engine_learns_a_planted_structure(tmp_path):
     documents = data.tokenize_documents(data.planted_documents(seed=1))
-    config = word2vec.Config(tiny=True, epochs=4, batch_size=4, sample=0, min_count=1)
-    word_vectors, timing = word2vec.train_keras(config, documents, tmp_path)
+    config = train.Config(tiny=True, epochs=4, batch_size=4, sample=0, min_count=1)
+    word_vectors, timing = train.train_keras(config, documents, tmp_path)
     within, across = planted_similarity(word_vectors)
     assert within > across + 0.3, (within, across)
     assert timing.words == 4 * 24_000 and timing.samples_per_second > 0
@@ -153,16 +152,15 @@ def test_both_engines_train_export_and_evaluate_from_the_command_line(cli, tmp_p
 
 
 @pytest.mark.backend_independent
-def test_corpus_files_bad_bytes_and_too_small(tmp_path):
+def test_corpus_files_bad_bytes_and_too_small(tmp_path, capsys):
     folder = tmp_path / "corpus"
     folder.mkdir()
     (folder / "a.txt").write_text("the film was great\nthe plot was thin\n")
     (folder / "b.txt").write_bytes(b"caf\xe9 au lait and the film")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        texts = text.read_documents(folder)
+    texts = text.read_documents(folder)
     assert len(texts) == 2 and "\ufffd" in texts[1]
-    assert any("not UTF-8" in str(w.message) for w in caught)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "not UTF-8" in warnings[0], warnings
     (tmp_path / "empty.txt").write_text("  \n<br />\n")
     with pytest.raises(UserError, match="no words"):
         data.tokenize_documents(text.read_documents(tmp_path / "empty.txt"))
@@ -177,3 +175,33 @@ def test_bad_corpus_is_one_line_on_the_command_line(cli, tmp_path):
     assert_one_line_error(cli("projects.word2vec", "train", "--corpus", empty), "no words")
     assert_one_line_error(cli("projects.word2vec", "train", "--corpus", tmp_path / "missing"), "does not exist")
     assert_one_line_error(cli("projects.word2vec", "evaluate", "--vectors", empty), "not a word2vec")
+
+
+@pytest.mark.backend_independent
+def test_unsupported_flags_are_refused_in_one_line(cli):
+    for unsupported in ("--distribute", "--mixed-precision"):
+        assert_one_line_error(cli("projects.word2vec", "train", "--tiny", unsupported), "unrecognized arguments", unsupported)
+
+
+@pytest.mark.backend_independent
+def test_bench_table_compares_each_engine_with_gensim():
+    def summary(analogy, wordsim, speed):
+        return {
+            "metrics": {"analogy_accuracy": analogy, "wordsim353_spearman": wordsim, "simlex999_spearman": 0.25},
+            "train_seconds": 63.4, "train_samples_per_second": speed, "corpus_words": 17_553_694, "vocabulary": 50_509,
+            "epochs": 5, "device": "CPU", "backend": "tensorflow", "neighbours": {"great": [["wonderful", 0.8], ["fine", 0.7]]},
+        }
+
+    text = bench.results(
+        {"gensim": (Path("runs/word2vec/1"), summary(0.2, 0.4, 1_000_000.0)),
+         "keras": (Path("runs/word2vec/2"), summary(0.1, 0.3, 500_000.0))},
+        "4.4.0",
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("Corpus: 17,553,694 words, vocabulary 50,509; 5 epochs; CPU;") and "gensim 4.4.0" in lines[0]
+    assert lines[2] == ("| engine | analogy accuracy | WordSim353 Spearman | SimLex-999 Spearman | training time "
+                        "| corpus words/s | run |")
+    assert lines[3] == "|---|---|---|---|---|---|---|"
+    assert lines[4] == "| gensim | 0.200 (100%) | 0.400 (100%) | 0.250 | 63 s | 1,000,000 (100%) | `1` |"
+    assert lines[5] == "| keras | 0.100 (50%) | 0.300 (75%) | 0.250 | 63 s | 500,000 (50%) | `2` |"
+    assert lines[-1] == "Nearest neighbours (Keras engine): *great*: wonderful, fine"

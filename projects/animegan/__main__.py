@@ -1,30 +1,15 @@
-"""Command line of AnimeGAN: `python -m projects.animegan prepare|train|convert|export|bench`.
-
-`bench` measures the generator (weights, file size, seconds per 512x512 photo on
-this machine) and a short real training run on the sample photos and Hayao
-pictures, and writes the table and the before/after picture into this README.
-"""
+"""Command line of AnimeGAN: `python -m projects.animegan prepare|train|convert|export|bench`."""
 
 import argparse
-from pathlib import Path
 
 from common import cli
-
-from projects.animegan import bench as benchmark
-from projects.animegan import convert as converting
-from projects.animegan import data
-from projects.animegan import train as training
-
-HERE = Path(__file__).resolve().parent
+from projects.animegan import PROJECT
+from projects.animegan.train import SAMPLES_DIR, Config, recipe_defaults
 
 
 def add_prepare_flags(parser):
     parser.add_argument("--style", required=True, help="folder of anime pictures")
     parser.add_argument("--out", help="folder for the edge-smoothed copies (default: <style>_smooth beside it)")
-
-
-def prepare(args):
-    data.prepare(args.style, args.out)
 
 
 def add_model_flag(parser):
@@ -48,15 +33,22 @@ def add_export_flags(parser):
     parser.add_argument("--onnx", action="store_true", help="also write generator.onnx (needs tf2onnx and onnx installed)")
 
 
+def add_bench_flags(parser):
+    parser.add_argument("--data-dir", help=f"folder holding {SAMPLES_DIR}/ and the VGG weights "
+                                           "(default: $DATA_DIR, else the repository's data/)")
+
+
 COMMANDS = {
-    "prepare": ("write the edge-smoothed copies of a folder of anime pictures", add_prepare_flags, prepare),
-    "train": ("train a generator on your photos and anime pictures (defaults: AnimeGANv2's recipe)",
-              cli.train_flags(training.Config), training.train),
-    "convert": ("turn a photo, a folder of photos or a video into anime", add_convert_flags, converting.convert),
+    "prepare": ("write the edge-smoothed copies of a folder of anime pictures", add_prepare_flags,
+                "projects.animegan.data:prepare"),
+    "train": cli.train_command(PROJECT, Config, "projects.animegan.train:train",
+                               "train a generator on your photos and anime pictures (defaults: the README's recipe)",
+                               defaults=recipe_defaults),
+    "convert": ("turn a photo, a folder of photos or a video into anime", add_convert_flags, "projects.animegan.convert:convert"),
     "export": ("write the generator for inference (.keras; SavedModel on TensorFlow) and check it", add_export_flags,
-               converting.export),
+               "projects.animegan.convert:export"),
     "bench": ("measure the generator and a short real run on the sample photos; write the README table",
-              benchmark.add_flags, benchmark.bench),
+              add_bench_flags, "projects.animegan.bench:bench"),
 }
 
 if __name__ == "__main__":

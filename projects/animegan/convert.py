@@ -7,11 +7,13 @@ are first scaled down to `--max-side` (memory and time grow with the pixels), wi
 a note. Videos are converted frame by frame at their own frame rate; the sound is
 dropped. Nothing is overwritten: outputs that exist already stop the command.
 
-`export` writes the generator for inference: a `.keras` file (any backend) and, on
-TensorFlow, a SavedModel for TF Serving and TFLite converters. Both are reloaded and
-checked against the trained generator before the command says it is done.
+`export` writes the generator for inference, in float32: a `.keras` file (any backend)
+and, on TensorFlow, a SavedModel for TF Serving and TFLite converters
+(`common.backend.export_saved_model`). Both are reloaded and checked against the
+trained generator before the command says it is done.
 """
 
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -21,10 +23,8 @@ from PIL import Image
 
 from common import images, runs
 from common.errors import UserError
-from projects.animegan import data
-from projects.animegan.model import STRIDE
+from projects.animegan import PROJECT, STRIDE, data
 
-PROJECT = "animegan"
 MIN_SIDE = 16  # the generator's reflection padding needs a few pixels at a quarter of the size
 OUTPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -35,9 +35,9 @@ class Converter:
     def __init__(self, model_path, max_side=2048, mixed_precision=None):
         if max_side < MIN_SIDE:
             raise UserError(f"--max-side must be at least {MIN_SIDE}, got {max_side}")
-        import projects.animegan.model  # noqa: F401  registers the generator's custom layer before loading
         from common import backend
 
+        importlib.import_module("projects.animegan.model")  # registers the generator's custom layer before loading
         self.model = runs.load_model(model_path)
         shape = self.model.input_shape
         if not (isinstance(shape, tuple) and len(shape) == 4 and shape[-1] == 3 and self.model.output_shape[-1] == 3):
@@ -51,12 +51,10 @@ class Converter:
 
     def fit_size(self, image):
         """A Pillow image scaled down to `max_side` when larger; (image, note or None)."""
-        if max(image.size) <= self.max_side:
+        fitted = images.shrink_to(image, self.max_side)
+        if fitted is image:
             return image, None
-        factor = self.max_side / max(image.size)
-        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-        note = f"{image.width}x{image.height} scaled down to {size[0]}x{size[1]} (--max-side {self.max_side})"
-        return image.resize(size, Image.LANCZOS), note
+        return fitted, f"{image.width}x{image.height} scaled down to {fitted.width}x{fitted.height} (--max-side {self.max_side})"
 
     def __call__(self, pixels):
         pixels = np.asarray(pixels, np.uint8)
@@ -204,7 +202,7 @@ def export(args):
     from common import backend
 
     path = runs.model_path(PROJECT, args.model)
-    generator = Converter(path).model
+    generator = Converter(path, mixed_precision=False).model
     out = Path(args.out) if args.out else path.parent / "export"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not an empty folder; choose another --out")

@@ -13,7 +13,7 @@ the imageio-ffmpeg wheel); sound is not kept.
 """
 
 import math
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 from common import images
-from common.errors import UserError
+from common.errors import UserError, warn
 
 CANNY_LOW, CANNY_HIGH = 100, 200  # thresholds on |dI/dx| + |dI/dy| of 0-255 grey (AnimeGAN's cv2.Canny(100, 200))
 SMOOTH_KERNEL = 5
@@ -84,7 +84,12 @@ def edge_smooth(rgb, kernel_size=SMOOTH_KERNEL):
     return smoothed
 
 
-def prepare(style_dir, out_dir=None):
+def prepare(args):
+    """The `prepare` command: the edge-smoothed copies of --style's pictures, into --out."""
+    return smooth_folder(args.style, args.out)
+
+
+def smooth_folder(style_dir, out_dir=None):
     """Write the edge-smoothed copy of every image of `style_dir` into `out_dir` (default: `<style>_smooth`).
 
     Copies already there are kept, never overwritten. Returns the output folder.
@@ -115,7 +120,7 @@ def prepare(style_dir, out_dir=None):
                 written += 1
         progress.add(1)
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} of {len(files)} files that are not readable images (first: {skipped[0]})")
+        warn(f"skipped {len(skipped)} of {len(files)} files that are not readable images (first: {skipped[0]})")
     print(f"{out_dir}: {written} edge-smoothed images written, {kept} already there")
     return out_dir
 
@@ -126,6 +131,25 @@ def default_smooth_dir(style_dir):
 
 
 # --- training images ----------------------------------------------------------------------
+
+
+@dataclass
+class Pictures:
+    """What training draws its crops from, and the validation photos every epoch shows."""
+
+    photos: list  # uint8 (H, W, 3) arrays, scaled
+    style: list  # uint8 (H, W, 6): an anime picture and its edge-smoothed copy
+    validation: np.ndarray  # float32 in [-1, 1], (count, side, side, 3)
+    description: str
+    resolved: dict  # what config.json records of them: folders, counts, the training side
+
+    def photo_crops(self, count, size, rng):
+        return random_crops(self.photos, count, size, rng)
+
+    def anime_crops(self, count, size, rng):
+        """Random anime crops and the same crops of their edge-smoothed copies."""
+        pairs = random_crops(self.style, count, size, rng)
+        return pairs[..., :3], pairs[..., 3:]
 
 
 def scaled(image, short_side):
@@ -197,6 +221,14 @@ def to_unit(pixels):
 def to_pixels(values):
     """Generator output in [-1, 1] → uint8 pixels."""
     return np.clip(np.rint((np.asarray(values, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def before_after(validation, outputs, caption):
+    """A grid of validation photos (in [-1, 1]), each followed by its conversion."""
+    tiles = np.empty((2 * len(validation),) + validation.shape[1:], np.uint8)
+    tiles[0::2], tiles[1::2] = to_pixels(validation), to_pixels(outputs)
+    captions = ["photo", caption] * len(validation)
+    return images.grid(tiles, columns=4, captions=captions, scale=1 if validation.shape[1] >= 128 else 2)
 
 
 def tiny_images(count, size, seed):

@@ -8,18 +8,28 @@ anime and grey edge-smoothed anime are 0), then the generator (fool the
 discriminator, keep the photo's content and colours, take the anime pictures'
 Gram style, stay smooth). Each update is a `common.backend.gradient_step`, so the
 same code trains on TensorFlow and on JAX. Adam with beta1 0.5, one optimiser per
-update kind. The spectral normalisation's power-iteration vectors are state the
-steps carry forward. `variables_to_save` names the whole training state (both
-networks and all three optimisers, and the averaged generator when `--ema-decay` keeps
-one) for the training loop's checkpoints.
+update kind, each loss-scaled under float16 mixed precision (float16 gradients
+underflow without it). The spectral normalisation's power-iteration vectors are state
+the steps carry forward.
+
+The generator that is saved and shown once the adversarial phase has begun is the
+moving average of its weights over the adversarial steps (`--ema`,
+`common.averaging.WeightAverage`): adversarial training swings back and forth, the
+average less. `variables_to_save` names the whole training state (both networks, all
+three optimisers and the averaged generator) for the training loop's checkpoints.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
-from common import backend, vgg
+from common import backend, training, vgg
+from common.averaging import WeightAverage
 from projects.animegan import model
+
+
+def adam(lr):
+    """Adam with beta1 0.5, as AnimeGANv2; loss-scaled under a float16 policy."""
+    return training.loss_scaled(keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999))
 
 
 class AnimeGAN:
@@ -29,10 +39,9 @@ class AnimeGAN:
         self.config = config
         self.generator = model.build_generator()
         self.discriminator = model.build_discriminator()
-        # An exponential moving average of the generator's weights over the adversarial steps (off at 0).
-        self.average = model.build_generator() if config.ema_decay else None
+        # The moving average of the generator's weights over the adversarial steps (none at --ema 0).
+        self.averaging = WeightAverage(self.generator, model.build_generator(), config.ema) if config.ema else None
         self.perceptual = model.Perceptual(config.backbone, config.backbone_weights)
-        adam = lambda lr: keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999)
         self.optimizers = {"init": adam(config.init_lr), "generator": adam(config.lr), "discriminator": adam(config.d_lr)}
         # `state` names every other variable a step reads or changes (the other network, the spectral
         # normalisation's power-iteration vectors), so that JAX's compiled step reads their current values
@@ -57,7 +66,7 @@ class AnimeGAN:
         content = model.content_loss(self.perceptual(photos), self.perceptual(generated))
         terms = {"content": content}
         total = self.config.content_weight * content
-        if self.config.init_color_weight:  # off in AnimeGANv2; pins colours when the VGG features do not
+        if self.config.init_color_weight:  # not in AnimeGANv2; it pins colours where the VGG features do not
             terms["color"] = model.color_loss(photos, generated)
             total += self.config.init_color_weight * terms["color"]
         return total, terms
@@ -98,29 +107,31 @@ class AnimeGAN:
         return total, terms
 
     def start_average(self):
-        """The averaged generator starts from the generator as the initialisation left it."""
-        if self.average is not None:
-            self.average.set_weights(self.generator.get_weights())
+        """The average starts from the generator as the initialisation left it."""
+        if self.averaging is not None:
+            self.averaging.restart()
 
-    def update_average(self):
-        """After a generator update: average = decay * average + (1 - decay) * generator."""
-        if self.average is not None:
-            decay = self.config.ema_decay
-            for kept, current in zip(self.average.weights, self.generator.weights):
-                kept.assign(decay * kept.value + (1.0 - decay) * current.value)
+    def update_average(self, updates):
+        """After the `updates`-th generator update of the adversarial phase."""
+        if self.averaging is not None:
+            self.averaging.update(updates)
 
     def result(self, adversarial):
         """The generator to show and save: the averaged one once the adversarial phase has begun, if kept."""
-        return self.average if adversarial and self.average is not None else self.generator
+        return self.averaging.average if adversarial and self.averaging is not None else self.generator
 
-    def stylise(self, photos, adversarial=False):
-        """Generator outputs in [-1, 1] for photos in [-1, 1] whose sides are a multiple of STRIDE."""
-        return np.asarray(self.result(adversarial).predict_on_batch(photos))
+    def convert(self, photos, adversarial=False):
+        """Generator outputs in [-1, 1] for photos in [-1, 1] whose sides are a multiple of STRIDE.
+
+        A plain call, not `predict_on_batch`: under JAX that hands the network's weight buffers
+        to its compiled function, and a freshly restarted average still shares them.
+        """
+        return ops.convert_to_numpy(self.result(adversarial)(photos, training=False))
 
     def variables_to_save(self):
         """Everything training needs to go on, by name, for the training loop's checkpoints."""
         groups = {"generator": self.generator.variables, "discriminator": self.discriminator.variables}
-        if self.average is not None:
-            groups["average"] = self.average.variables
+        if self.averaging is not None:
+            groups["average"] = self.averaging.average.variables
         groups.update({f"{name}_optimizer": optimizer.variables for name, optimizer in self.optimizers.items()})
         return groups

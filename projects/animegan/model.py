@@ -7,7 +7,7 @@ and-convolve twice back up to the full size and a tanh. Every convolution is fol
 by layer normalisation over the whole feature map (GroupNormalization with one group:
 one mean per image, a scale and shift per channel) and a leaky ReLU; borders are
 reflected, not zero-padded, so the edges of a picture look like its middle. It is
-fully convolutional: any size that is a multiple of `STRIDE` goes in and comes out.
+fully convolutional: any size that is a multiple of `STRIDE` (4) goes in and comes out.
 
 The discriminator is a small patch critic with spectral normalisation on every
 convolution; it scores each patch of an image as real anime (1) or not (0), trained
@@ -28,8 +28,8 @@ import keras
 from keras import layers, ops
 
 from common import vgg
+from common.layers import ReflectionPadding
 
-STRIDE = 4  # two stride-2 convolutions: inputs must be a multiple of this, convert pads and crops back
 LEAK = 0.2
 NORM_EPSILON = 1e-5
 RGB_TO_YUV = [  # columns are Y, U, V of an RGB triple in [0, 1] (the same matrix as tf.image.rgb_to_yuv)
@@ -39,26 +39,6 @@ RGB_TO_YUV = [  # columns are Y, U, V of an RGB triple in [0, 1] (the same matri
 ]
 GREY = [0.299, 0.587, 0.114]
 CONTENT_LAYERS = {"vgg19": "block4_conv4", "vgg16": "block4_conv3"}
-
-
-@keras.saving.register_keras_serializable(package="animegan")
-class ReflectionPad(layers.Layer):
-    """Pads height and width by mirroring the image at its borders: (before, after) pixels."""
-
-    def __init__(self, before, after, **kwargs):
-        super().__init__(**kwargs)
-        self.before, self.after = before, after
-
-    def call(self, inputs):
-        pad = (self.before, self.after)
-        return ops.pad(inputs, ((0, 0), pad, pad, (0, 0)), mode="reflect")
-
-    def compute_output_shape(self, shape):
-        grow = lambda size: None if size is None else size + self.before + self.after
-        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "before": self.before, "after": self.after}
 
 
 @keras.saving.register_keras_serializable(package="animegan")
@@ -91,7 +71,7 @@ def conv(x, filters, kernel=3, strides=1, name=None):
     """A bias-free convolution on a reflected border: same size, or half of it with stride 2."""
     before, after = (0, 1) if strides == 2 else ((kernel - 1) // 2, (kernel - 1) // 2)
     if before or after:
-        x = ReflectionPad(before, after, name=f"{name}_pad")(x)
+        x = ReflectionPadding(before, after, name=f"{name}_pad")(x)
     return layers.Conv2D(filters, kernel, strides, use_bias=False, kernel_initializer="he_normal", name=name)(x)
 
 
@@ -107,7 +87,7 @@ def conv_block(x, filters, kernel=3, strides=1, name=None):
 def inverted_residual(x, filters, expansion, name):
     """1x1 expand, 3x3 depthwise, 1x1 project (linear); added to its input when the widths match."""
     h = conv_block(x, x.shape[-1] * expansion, kernel=1, name=f"{name}_expand")
-    h = ReflectionPad(1, 1, name=f"{name}_depthwise_pad")(h)
+    h = ReflectionPadding(1, name=f"{name}_depthwise_pad")(h)
     h = layers.DepthwiseConv2D(3, depthwise_initializer="he_normal", name=f"{name}_depthwise")(h)
     h = norm_lrelu(h, f"{name}_depthwise")
     h = conv(h, filters, kernel=1, name=f"{name}_project")
@@ -219,7 +199,8 @@ def discriminator_losses(anime, grey, generated, smoothed):
 
 
 class Perceptual:
-    """The frozen VGG's conv4 features of images in [-1, 1]."""
+    """The frozen VGG's conv4 features of images in [-1, 1], as float32 (the losses are computed in float32
+    under mixed precision too)."""
 
     def __init__(self, backbone="vgg19", weights="imagenet"):
         vgg.check_backbone(backbone)
@@ -227,4 +208,4 @@ class Perceptual:
         self.features = vgg.Features([self.layer], backbone, weights)
 
     def __call__(self, images):
-        return self.features((ops.cast(images, "float32") + 1.0) * 127.5)[self.layer]
+        return ops.cast(self.features((ops.cast(images, "float32") + 1.0) * 127.5)[self.layer], "float32")

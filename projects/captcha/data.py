@@ -15,53 +15,121 @@ image size come from the data. Files that cannot be used (a name that is no labe
 an unreadable image) are skipped with one warning line per reason.
 
 Every picture goes to the network grey and scaled to the model's input size (by
-default 60 pixels high, keeping the captcha's aspect ratio), as uint8.
+default 60 pixels high, keeping the captcha's aspect ratio), as uint8. `load`
+assembles what a training run reads, and what it found out on the way (the
+alphabet, the input size, the fonts), from its config.
 """
 
 import collections
+import math
 import random
-import string
 import sys
 import threading
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import captcha.image
 import keras
 import numpy as np
 from PIL import Image, ImageFont
 
-from common import images
-from common.errors import UserError
+from common import datasets, images
+from common.errors import UserError, warn
+from projects.captcha.labels import DEFAULT_ALPHABET, encode, label_from_name, label_problem, parse_length
+from projects.captcha.model import check_fits
 
-DEFAULT_ALPHABET = string.digits + string.ascii_uppercase
-LABEL_SEPARATOR = "_"
+TINY = {"train": 256, "validation": 64, "test": 128}  # captchas per epoch, validation and test with --tiny
 
 # Separate seeded streams, so that training, validation and test captchas never coincide.
 TRAIN_STREAM, VALIDATION_STREAM, TEST_STREAM = 0, 1, 2
 
 
-def parse_length(text):
-    """"4" -> (4, 4); "4-6" -> (4, 6)."""
-    low, dash, high = str(text).partition("-")
-    try:
-        low, high = int(low), int(high if dash else low)
-    except ValueError:
-        raise UserError(f"--length must be N or MIN-MAX (e.g. 4 or 4-6), got {text!r}") from None
-    if not 1 <= low <= high:
-        raise UserError(f"--length must be N or MIN-MAX with 1 <= MIN <= MAX, got {text!r}")
-    return low, high
+@dataclass
+class Captchas:
+    """What a training run reads, and what it found out from its settings and data."""
+
+    train: object  # a CaptchaStream, or (x, y) arrays from a folder
+    validation: tuple  # (x, y)
+    held_out: object  # callable returning (x, texts), read once training has finished; None: nothing held out
+    alphabet: str
+    input_size: tuple  # (width, height)
+    fonts: tuple  # the generated captchas' font files (empty: the captcha package's own); None for a folder
+    description: str
+
+    def resolved(self):
+        """What the run's config.json records under "resolved"."""
+        found = {"alphabet": self.alphabet, "input_size": list(self.input_size)}
+        if self.fonts is not None:
+            found["fonts"] = list(self.fonts)
+        return found
 
 
-def check_alphabet(alphabet):
-    if not alphabet:
-        raise UserError("--alphabet is empty")
-    repeated = sorted({c for c in alphabet if alphabet.count(c) > 1})
-    if repeated:
-        raise UserError(f"--alphabet lists {''.join(repeated)!r} more than once")
-    if any(c.isspace() or c == LABEL_SEPARATOR for c in alphabet):
-        raise UserError(f"--alphabet may not hold white space or {LABEL_SEPARATOR!r}")
-    return alphabet
+def load(config):
+    """The captchas a training config asks for: a folder of your own, or generated ones."""
+    return load_folder(config) if config.data_dir else load_generated(config)
+
+
+def load_folder(config):
+    """A folder's captchas, a seeded `--val-split` of them held out for validation and the final score."""
+    folder = read_folder(config.data_dir, config.alphabet, input_height=config.input_height)
+    if len(folder.texts) < 2:
+        raise UserError(f"{config.data_dir} holds only one usable captcha; training needs at least two")
+    max_length = max(map(len, folder.texts))
+    check_fits(folder.input_size, max_length)
+    y = encode(folder.texts, folder.alphabet, max_length)
+    kept, held = datasets.holdout(len(y), config.val_split, config.seed)
+    return Captchas(
+        train=(folder.x[kept], y[kept]),
+        validation=(folder.x[held], y[held]),
+        held_out=lambda: (folder.x[held], [folder.texts[i] for i in held]),
+        alphabet=folder.alphabet,
+        input_size=folder.input_size,
+        fonts=None,
+        description=f"{config.data_dir}: {len(kept)} train, {len(held)} held-out captchas, "
+        f"{len(folder.alphabet)} characters, up to {max_length} long",
+    )
+
+
+def load_generated(config):
+    """The endless training stream, the seeded validation set and (read later) the held-out set."""
+    spec = captcha_spec(config, check_fonts(config.fonts))
+    check_fits(spec.input_size, spec.max_length)
+    sizes = TINY if config.tiny else {
+        "train": config.steps_per_epoch * config.batch_size, "validation": config.val_size, "test": config.test_size
+    }
+    steps = math.ceil(sizes["train"] / config.batch_size)
+    x_val, y_val, _ = generate(spec, sizes["validation"], config.seed, VALIDATION_STREAM, label="validation captchas")
+
+    def held_out():
+        x, _, texts = generate(spec, sizes["test"], config.seed, TEST_STREAM, label="test captchas")
+        return x, texts
+
+    return Captchas(
+        train=CaptchaStream(
+            spec.emphasised(config.emphasise, config.emphasis), config.batch_size, steps, config.seed, config.workers
+        ),
+        validation=(x_val, y_val),
+        held_out=held_out if sizes["test"] else None,
+        alphabet=spec.alphabet,
+        input_size=spec.input_size,
+        fonts=spec.fonts,
+        description=f"generated{' (tiny)' if config.tiny else ''} {spec.width}x{spec.height} captchas of "
+        f"{config.length} characters from {len(spec.alphabet)}: {steps * config.batch_size} fresh each epoch, "
+        f"{len(y_val)} validation, {sizes['test']} held-out",
+    )
+
+
+def captcha_spec(config, fonts, alphabet=None, size=None):
+    """The generated captchas a config describes, in `fonts` (a trained model's alphabet and input size win)."""
+    low, high = parse_length(config.length)
+    return CaptchaSpec(
+        alphabet=alphabet or config.alphabet or DEFAULT_ALPHABET,
+        min_length=low,
+        max_length=high,
+        width=config.captcha_width,
+        height=config.captcha_height,
+        fonts=tuple(fonts),
+        input_size=tuple(size or input_size(config.captcha_width, config.captcha_height, config.input_height)),
+    )
 
 
 def input_size(width, height, input_height):
@@ -75,20 +143,6 @@ def prepare(image, size):
     if image.size != tuple(size):
         image = image.resize(tuple(size), Image.BILINEAR)
     return np.asarray(image, np.uint8)[..., None]
-
-
-def encode(texts, alphabet, max_length):
-    """Texts as class indices (character i of the alphabet is i + 1), padded with 0 to `max_length`."""
-    index = {c: i + 1 for i, c in enumerate(alphabet)}
-    codes = np.zeros((len(texts), max_length), np.int32)
-    for row, text in enumerate(texts):
-        codes[row, : len(text)] = [index[c] for c in text]
-    return codes
-
-
-def decode(codes, alphabet):
-    """Rows of class indices (0 and -1 ignored) as texts."""
-    return ["".join(alphabet[c - 1] for c in row if 0 < c <= len(alphabet)) for row in np.asarray(codes)]
 
 
 # --- generated captchas -----------------------------------------------------------------
@@ -215,25 +269,6 @@ def generate(spec, count, seed, stream, chunk=250, label="captchas"):
 
 
 # --- folders of labelled captchas -------------------------------------------------------
-
-
-def label_from_name(path):
-    """The label a file name carries: the name without extension, up to the first "_"."""
-    return Path(path).stem.split(LABEL_SEPARATOR, 1)[0]
-
-
-def label_problem(label, alphabet=None):
-    """Why `label` cannot be used (None if it can): empty, or characters outside the alphabet."""
-    if not label:
-        return "an empty label"
-    allowed = (lambda c: c in alphabet) if alphabet else (lambda c: c.isascii() and c.isalnum())
-    if not all(allowed(c) for c in label):
-        return "characters outside the alphabet" if alphabet else "characters other than letters and digits"
-    return None
-
-
-def warn(message):
-    print(f"warning: {message}", file=sys.stderr)
 
 
 @dataclass

@@ -20,6 +20,8 @@ import keras
 from keras import layers, ops
 
 from common import training
+from common.errors import UserError
+from common.layers import batch_norm
 
 # Three halvings of the width (a stride-2 convolution and two poolings): one time step per 8 pixels.
 WIDTH_PER_STEP = 8
@@ -27,6 +29,15 @@ WIDTH_PER_STEP = 8
 
 def time_steps(input_width):
     return input_width // WIDTH_PER_STEP
+
+
+def check_fits(input_size, max_length):
+    """CTC needs a time step per character and a blank between repeats: 2 * length - 1 steps."""
+    if time_steps(input_size[0]) < 2 * max_length - 1:
+        raise UserError(
+            f"labels of {max_length} characters need an input at least {(2 * max_length - 1) * WIDTH_PER_STEP} pixels wide, "
+            f"the captchas scale to {input_size[0]}; raise --input-height"
+        )
 
 
 @keras.saving.register_keras_serializable(package="captcha")
@@ -89,12 +100,6 @@ def sequence_accuracy(y_true, y_pred):
     return ops.cast(ops.all(ops.equal(labels, y_true), axis=-1), "float32")
 
 
-def batch_norm():
-    # Momentum 0.9 rather than Keras' 0.99: the statistics used at test time follow
-    # the weights closely, which a short run with a falling learning rate needs.
-    return layers.BatchNormalization(momentum=0.9)
-
-
 def conv_block(filters, size=3, strides=1):
     return [layers.Conv2D(filters, size, strides=strides, padding="same", use_bias=False), batch_norm(), layers.ReLU()]
 
@@ -131,6 +136,12 @@ def build_model(config, input_shape, alphabet):
 
 def alphabet_of(model):
     return model.get_layer("characters").alphabet
+
+
+def model_input_size(model):
+    """(width, height) the model reads."""
+    height, width = model.input_shape[1:3]
+    return width, height
 
 
 def reader(model, beam_width=None):

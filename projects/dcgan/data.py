@@ -14,38 +14,26 @@ from PIL import Image, ImageDraw
 
 from common import datasets, images
 from common.errors import UserError
+from projects.dcgan import DATASETS
 
-REGISTERED = ("mnist", "fashion-mnist")
 TINY_COUNT = 256
 
 
-def resolve_dataset(config):
-    """What the config asks for: "mnist", "fashion-mnist", "folder" (--data-dir images) or "tiny"."""
-    if config.tiny:
-        return "tiny"
-    if config.dataset:
-        return config.dataset
-    return "folder" if config.data_dir else "mnist"
+def load(dataset, data_dir, size, mode, seed):
+    """The training images: (uint8 (N, size, size, channels), int labels (N,) or None for a folder, a one-line description).
 
-
-def default_mode(dataset):
-    return "rgb" if dataset in ("folder", "tiny") else "grey"
-
-
-def load(config):
-    """(uint8 images (N, size, size, channels), int labels (N,) or None for a folder, a one-line description)."""
-    dataset = resolve_dataset(config)
-    mode = "L" if config.mode == "grey" else "RGB"
-    size = config.image_size
+    `dataset` is "mnist", "fashion-mnist", "folder" (the images in `data_dir`) or "tiny"; `mode` is "grey" or "rgb".
+    """
+    pillow_mode = "L" if mode == "grey" else "RGB"
     if dataset == "tiny":
-        x, labels = tiny_shapes(TINY_COUNT, size, mode, config.seed)
-        return x, labels, f"tiny generated set: {len(x)} {size}x{size} {config.mode} shapes"
+        x, labels = tiny_shapes(TINY_COUNT, size, pillow_mode, seed)
+        return x, labels, f"tiny generated set: {len(x)} {size}x{size} {mode} shapes"
     if dataset == "folder":
-        x, skipped = read_folder(config.data_dir, size, mode)
-        return x, None, f"{config.data_dir}: {len(x)} images as {size}x{size} {config.mode}" + (f" ({skipped} skipped)" if skipped else "")
-    (x_train, y_train), _ = datasets.load_idx_dataset(dataset, config.data_dir)
-    x = resize_all(x_train, size, mode)
-    return x, y_train.astype(np.int32), f"{dataset}: {len(x)} training images as {size}x{size} {config.mode}"
+        x, skipped = read_folder(data_dir, size, pillow_mode)
+        return x, None, f"{data_dir}: {len(x)} images as {size}x{size} {mode}" + (f" ({skipped} skipped)" if skipped else "")
+    (x_train, y_train), _ = datasets.load_idx_dataset(dataset, data_dir)
+    x = resize_all(x_train, size, pillow_mode)
+    return x, y_train.astype(np.int32), f"{dataset}: {len(x)} training images as {size}x{size} {mode}"
 
 
 def load_real(dataset, data_dir=None):
@@ -68,7 +56,7 @@ def read_folder(folder, size, mode):
     try:
         files = images.list_images(folder)
     except UserError as error:
-        if folder.is_dir() and any((folder / name).is_dir() for name in REGISTERED):
+        if folder.is_dir() and any((folder / name).is_dir() for name in DATASETS):
             raise UserError(f"{error}; to train on the registry's data in it, pass --dataset mnist or fashion-mnist") from None
         raise
     print(f"reading {len(files)} images from {folder} ...", flush=True)

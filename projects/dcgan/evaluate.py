@@ -14,13 +14,13 @@ The classifier is a file, not an import: the newest `mnist_cnn` run trained on t
 same dataset, or `--classifier`.
 """
 
-import numpy as np
 import keras
+import numpy as np
 
 from common import images, runs
 from common.errors import UserError
-from projects.dcgan import data
-from projects.dcgan.train import PROJECT, classes_of, draw, fixed_labels, load_generator
+from projects.dcgan import DATASETS, data
+from projects.dcgan.generate import classes_of, draw, fixed_labels, load_generator
 
 CLASSIFIER_PROJECT = "mnist_cnn"
 CONFIDENCE = 0.9
@@ -89,11 +89,11 @@ def evaluate(args):
     if args.n < 2:
         raise UserError(f"--n must be at least 2, got {args.n}")
     generator, path = load_generator(args.model)
-    saved = runs.run_config(path)
-    dataset = args.dataset or saved.get("dataset")
-    if dataset is None and saved.get("data_dir") and not saved.get("tiny"):
-        raise UserError(f"{path} learnt the images in {saved['data_dir']}, not mnist or fashion-mnist; pass --dataset to score it anyway")
-    dataset = dataset or "mnist"
+    learnt = runs.run_config(path, "resolved").get("dataset")
+    if args.dataset is None and learnt == "folder":
+        folder = runs.run_config(path)["data_dir"]
+        raise UserError(f"{path} learnt the images in {folder}, not mnist or fashion-mnist; pass --dataset to score it anyway")
+    dataset = args.dataset or (learnt if learnt in DATASETS else "mnist")
     classifier = runs.load_model(classifier_path(dataset, args.classifier))
     if tuple(generator.output_shape[1:]) != tuple(classifier.input_shape[1:]):
         raise UserError(f"the generator makes {generator.output_shape[1:]} images, the classifier reads {classifier.input_shape[1:]}")

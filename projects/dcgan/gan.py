@@ -7,8 +7,9 @@ noise, judged by the updated discriminator). Noise comes in as NumPy inputs, so 
 is a pure function of its inputs and a seeded run repeats exactly, resumed or not.
 
 The generator that makes the samples is an exponential moving average of the trained
-one's weights (and batch-norm statistics): it averages out the oscillation of
-adversarial training, which gives cleaner, steadier samples for free.
+one's weights (and batch-norm statistics, `common.averaging.WeightAverage`): it
+averages out the oscillation of adversarial training, which gives cleaner, steadier
+samples for free.
 
 A conditional GAN (`classes` > 0) passes integer labels (batch, 1) beside the images
 and the noise: real images with their own labels, generated ones with labels drawn
@@ -22,15 +23,14 @@ import numpy as np
 import keras
 from keras import ops
 
-from common import backend
+from common import backend, training
+from common.averaging import WeightAverage
 from projects.dcgan.model import build_discriminator, build_generator, discriminator_loss, generator_loss
 
 
 def adam(config):
-    optimizer = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow without it
-    return optimizer
+    """Adam with the DCGAN paper's beta1; loss-scaled under a float16 policy."""
+    return training.loss_scaled(keras.optimizers.Adam(config.lr, beta_1=config.beta1))
 
 
 def with_labels(x, labels):
@@ -39,18 +39,19 @@ def with_labels(x, labels):
 
 
 class GAN:
-    def __init__(self, config, channels, classes=0):
-        size, width = config.image_size, config.width
+    """The two networks of `config` for square images of `size` pixels and `channels`, their optimisers and steps."""
+
+    def __init__(self, config, size, channels, classes=0):
+        width = config.width
         self.latent_dim, self.classes = config.latent_dim, classes
         self.generator = build_generator(size, channels, width, config.latent_dim, classes)
         self.discriminator = build_discriminator(
             size, channels, config.discriminator_width or width, config.discriminator_norm, config.dropout, classes
         )
-        self.average = build_generator(size, channels, width, config.latent_dim, classes) if config.ema else None
-        if self.average is not None:
-            for target, source in zip(self.average.variables, self.generator.variables):
-                target.assign(source)
-        self.ema = config.ema
+        self.averaging = None
+        if config.ema:
+            average = build_generator(size, channels, width, config.latent_dim, classes)
+            self.averaging = WeightAverage(self.generator, average, config.ema)
         self.d_optimizer, self.g_optimizer = adam(config), adam(config)
         generator, discriminator = self.generator, self.discriminator
 
@@ -81,7 +82,7 @@ class GAN:
     @property
     def sampler(self):
         """The generator that makes samples: the average when there is one."""
-        return self.average if self.average is not None else self.generator
+        return self.averaging.average if self.averaging is not None else self.generator
 
     def noise(self, rng, count):
         return rng.standard_normal((count, self.latent_dim)).astype(np.float32)
@@ -99,17 +100,9 @@ class GAN:
         d_loss, scores = self.d_step(*d_inputs)
         g_inputs = [self.noise(rng, count)] + ([self.random_labels(rng, count)] if self.classes else [])
         g_loss, _ = self.g_step(*g_inputs)
-        self.update_average(updates)
+        if self.averaging is not None:
+            self.averaging.update(updates)
         return {"d_loss": d_loss, "g_loss": g_loss, **scores}
-
-    def update_average(self, updates):
-        if self.average is None:
-            return
-        # Early on the average would mostly remember the random start, so it spans at most
-        # the last half of the steps so far until that reaches the decay's own horizon.
-        decay = min(self.ema, updates / (updates + 2))
-        for target, source in zip(self.average.variables, self.generator.variables):
-            target.assign(decay * target + (1 - decay) * ops.cast(source, target.dtype))
 
     def sample(self, noise, labels=None, batch_size=256):
         """Images in [-1, 1] from the sampling generator, in inference mode (labels (N, 1) for a conditional one)."""
@@ -128,6 +121,6 @@ class GAN:
             "g_optimizer": self.g_optimizer.variables,
             "d_optimizer": self.d_optimizer.variables,
         }
-        if self.average is not None:
-            groups["average"] = self.average.variables
+        if self.averaging is not None:
+            groups["average"] = self.averaging.average.variables
         return groups

@@ -22,15 +22,12 @@ the discriminator give its images high logits.
 import keras
 from keras import layers, ops
 
-from common.errors import UserError
-
-MIN_SIZE, MAX_SIZE = 16, 256
+from common.layers import batch_norm
 
 
 def layout(image_size):
-    """(doublings, size of the first map): 28 -> (2, 7), 32 -> (3, 4), 64 -> (4, 4), 96 -> (4, 6)."""
-    if not MIN_SIZE <= image_size <= MAX_SIZE or image_size % 4:
-        raise UserError(f"--image-size must be a multiple of 4 from {MIN_SIZE} to {MAX_SIZE} (e.g. 28, 32, 64, 96), got {image_size}")
+    """(doublings, size of the first map) for a side that is a multiple of 4 (the Config checks it):
+    28 -> (2, 7), 32 -> (3, 4), 64 -> (4, 4), 96 -> (4, 6)."""
     doublings = 2
     while image_size % 2 ** (doublings + 1) == 0 and image_size // 2 ** (doublings + 1) >= 4:
         doublings += 1
@@ -39,12 +36,6 @@ def layout(image_size):
 
 def initializer():
     return keras.initializers.RandomNormal(0.0, 0.02)
-
-
-def batch_norm():
-    # Momentum 0.9 rather than Keras' 0.99: the running statistics the saved generator
-    # uses follow a generator that keeps changing.
-    return layers.BatchNormalization(momentum=0.9)
 
 
 def build_generator(image_size, channels, width, latent_dim, classes=0):

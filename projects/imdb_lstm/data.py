@@ -21,24 +21,21 @@ there are few distinct shapes to compile.
 """
 
 import collections
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from common import datasets, runs, text
-from common.errors import UserError
+from common import datasets, runs, text, word2vec_format
+from common.errors import UserError, warn
 
 PAD, OOV = 0, 1
 LABELS = ("negative", "positive")
 BUCKET = 32
+INFERENCE_BATCH = 256
 VOCABULARY_FILE = "vocabulary.txt"
-
-
-def warn(message):
-    print(f"warning: {message}", file=sys.stderr)
+DEFAULT_EMBEDDING_DIM = 100  # the word2vec project's default
 
 
 @dataclass
@@ -70,12 +67,9 @@ def read_labelled(folder, reader):
     return Split(texts, np.array(labels, np.int32))
 
 
-def split_off(split, fraction, seed):
-    """(kept, held out): a seeded random `fraction` of the reviews held out."""
-    order = np.random.default_rng(seed).permutation(len(split.texts))
-    cut = min(len(order) - 1, max(1, int(round(len(order) * fraction))))
-    pick = lambda indices: Split([split.texts[i] for i in indices], split.labels[indices])
-    return pick(order[cut:]), pick(order[:cut])
+def pick(items, labels, indices):
+    """The items (reviews or their id arrays) and labels at `indices`."""
+    return [items[i] for i in indices], labels[indices]
 
 
 def imdb(data_dir=None, with_train=True):
@@ -105,7 +99,8 @@ def own_reviews(folder, test_split, seed):
     reader.warn()
     where = f"{folder}/test"
     if test is None:
-        train, test = split_off(train, test_split, seed)
+        kept, held_out = datasets.holdout(len(train.texts), test_split, seed)
+        train, test = Split(*pick(train.texts, train.labels, kept)), Split(*pick(train.texts, train.labels, held_out))
         where = f"{test_split:.0%} of {folder} held out"
     return Reviews(train, test, f"{folder}: {len(train.texts):,} train, {len(test.texts):,} test reviews ({where})")
 
@@ -150,6 +145,20 @@ def load(config, with_train=True):
     if config.reviews:
         return own_reviews(config.reviews, config.test_split, config.seed)
     return imdb(config.data_dir, with_train)
+
+
+def prepare(config):
+    """The vocabulary of the training reviews, and the (id arrays, labels) of the training and the test reviews."""
+    reviews = load(config)
+    print(reviews.description)
+    if len(set(reviews.train.labels.tolist())) < 2:
+        raise UserError("the training reviews are all of one label; training needs positive and negative ones")
+    vocabulary = build_vocabulary((text.tokenize(review) for review in reviews.train.texts), config.min_count, config.vocabulary_size)
+    return (
+        vocabulary,
+        encode_split(reviews.train, vocabulary, config.max_length, "training"),
+        encode_split(reviews.test, vocabulary, config.max_length, "test"),
+    )
 
 
 # --- vocabulary and encoding --------------------------------------------------------------
@@ -275,7 +284,7 @@ class ReviewBatches(keras.utils.PyDataset):
             self._plan()
 
 
-def predict(model, reviews, batch_size=256, multiple=1):
+def predict(model, reviews, batch_size=INFERENCE_BATCH, multiple=1):
     """P(positive) for each review (id arrays), in the reviews' order.
 
     With `multiple` replicas (and a batch size they divide), copies of the first
@@ -301,15 +310,37 @@ def vectors_file(path):
     return path
 
 
-def embedding_matrix(vectors, vocabulary, seed):
-    """Rows of the embedding table: the word's vector where there is one, else small random values.
+def load_embeddings(config):
+    """(word vectors of --embeddings or None, the embedding's dimension), checked against --embedding-dim."""
+    if not config.embeddings:
+        return None, config.embedding_dim or DEFAULT_EMBEDDING_DIM
+    path = vectors_file(config.embeddings)
+    vectors = word2vec_format.load(path)
+    if config.embedding_dim is not None and config.embedding_dim != vectors.vector_size:
+        raise UserError(
+            f"{path} holds {vectors.vector_size}-dimensional vectors, but --embedding-dim is {config.embedding_dim}; "
+            "leave --embedding-dim out to take the file's"
+        )
+    print(f"word vectors: {path}, {len(vectors):,} words of {vectors.vector_size} dimensions")
+    return vectors, vectors.vector_size
 
-    Returns (matrix, words of the vocabulary found in the vectors).
+
+def starting_embeddings(vectors, vocabulary, seed):
+    """The embedding table's first rows and the share of the vocabulary with a word vector; (None, None) without vectors.
+
+    A row is the word's vector where there is one, else small random values.
     """
+    if vectors is None:
+        return None, None
     rng = np.random.default_rng(seed)
     matrix = rng.normal(0.0, float(vectors.vectors.std()), (len(vocabulary), vectors.vector_size)).astype(np.float32)
     matrix[PAD] = 0.0
     found = [word for word in vocabulary.words if word in vectors.key_to_index]
     if found:
         matrix[[vocabulary.index[w] for w in found]] = vectors[found]
-    return matrix, len(found)
+    coverage = len(found) / len(vocabulary.words)
+    print(f"{len(found):,} of the {len(vocabulary.words):,} vocabulary words ({coverage:.1%}) have a word vector; "
+          "the others start random")
+    if not found:
+        warn("no vocabulary word has a vector in --embeddings; they all start random")
+    return matrix, coverage

@@ -17,7 +17,7 @@ right-padded masks `data.ReviewBatches` makes. Everything is `keras` and
 import keras
 from keras import layers, ops
 
-from common import training
+from common import runs, training
 
 
 @keras.saving.register_keras_serializable(package="imdb_lstm")
@@ -42,9 +42,9 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
-def build_model(vocabulary_size, config):
+def build_model(vocabulary_size, embedding_dim, config):
     tokens = keras.Input((None,), dtype="int32", name="tokens")
-    x = layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    x = layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, name="embedding")(tokens)
     x = layers.SpatialDropout1D(config.embedding_dropout)(x)
     x = layers.Bidirectional(layers.LSTM(config.units, return_sequences=True), name="bilstm")(x)
     x = layers.Concatenate()(
@@ -69,3 +69,8 @@ def compile_model(model, config, steps_per_epoch):
         metrics=["accuracy"],
     )
     return model
+
+
+def load(path):
+    """A saved model, in safe mode: the custom pooling layer it needs is registered by this module."""
+    return runs.load_model(path)

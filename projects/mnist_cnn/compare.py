@@ -22,24 +22,17 @@ into this project's README and assets/.
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import keras
 import numpy as np
-import pandas as pd
-from keras import layers
 
-from common import backend, cli, runs, training
-from common.cli import option
+from common import cli, runs
+from common.config import OPTIMIZERS, FitConfig, option, require_at_least_one
 from common.errors import UserError
-from common.report import markdown_table, update_readme
-from projects.mnist_cnn import data
-from projects.mnist_cnn.model import initializer
-from projects.mnist_cnn.train import PROJECT, split_validation
+from projects.mnist_cnn import FOLDER, PROJECT, data
 
-HERE = Path(__file__).resolve().parent
 HIDDEN_LAYERS = (100, 100, 100, 100)
 POINTS = 40  # measurements along each curve
+DPI = 90
 
 # Each at the learning rate it is usually run with (the course's choices).
 OPTIMIZER_RATES = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 0.001, "adam": 0.001}
@@ -47,7 +40,7 @@ INITIALIZER_NAMES = {"zeros": "zeros", "random_normal": "N(0, 0.01²)", "glorot_
 ACTIVATIONS = ("sigmoid", "relu")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompareConfig:
     data_dir: str = option(None, "folder with the dataset files (default: $DATA_DIR, the Keras cache, then download)")
     dataset: str = option("mnist", "which dataset", choices=sorted(data.CLASS_NAMES))
@@ -60,21 +53,69 @@ class CompareConfig:
     readme: bool = option(False, "copy the pictures and the table into this project's README")
 
     def __post_init__(self):
-        cli.require_at_least_one(self, "epochs", "batch_size")
+        require_at_least_one(self, "epochs", "batch_size")
         if not 0 < self.val_split < 1:
             raise UserError(f"--val-split must be in (0, 1), got {self.val_split}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class InitCompareConfig(CompareConfig):
-    optimizer: str = option("momentum", "optimizer for every initialisation", choices=sorted(training.OPTIMIZERS))
+    optimizer: str = option("momentum", "optimizer for every initialisation", choices=OPTIMIZERS)
     # 0.1 rather than the optimiser comparison's 0.01: at 0.01 even well-started sigmoid
     # networks sit on their first plateau for all five epochs, which hides the difference.
     lr: float = option(0.1, "learning rate")
 
 
+def compare_optimizers(args):
+    """The same ReLU network trained by each optimiser: curves, table (and with --readme, the README)."""
+    started = time.time()
+    config = cli.config_from_args(CompareConfig, args)
+    train_split, validation = load_splits(config)
+    run_dir = open_folder(config, "compare-optimizers")
+    curves, rows = {}, []
+    for name, lr in OPTIMIZER_RATES.items():
+        optimizer = FitConfig(optimizer=name, lr=lr, lr_schedule="constant", warmup=0.0)
+        curves[name], summary = train_variant(name, lambda: perceptron("he_normal", "relu"), optimizer, config, train_split, validation)
+        rows.append({"optimizer": name, "learning rate": lr, **summary})
+    curves_png = plot_curves(curves, run_dir / "curves.png", "The same ReLU network (He initialisation) trained by each optimiser")
+    publish(config, "compare-optimizers", run_dir, rows, [(curves_png, "training loss and validation accuracy per optimiser")], started)
+    return run_dir
+
+
+def compare_init(args):
+    """The same network from each initialisation, sigmoid and ReLU: curves, activation histograms, table."""
+    started = time.time()
+    config = cli.config_from_args(InitCompareConfig, args)
+    optimizer = FitConfig(optimizer=config.optimizer, lr=config.lr, lr_schedule="constant", warmup=0.0)
+    train_split, validation = load_splits(config)
+    run_dir = open_folder(config, "compare-init")
+    curves, rows = {}, []
+    for activation in ACTIVATIONS:
+        for init, shown in INITIALIZER_NAMES.items():
+            name = f"{shown} / {activation}"
+            build = lambda: perceptron(init, activation)
+            curves[name], summary = train_variant(name, build, optimizer, config, train_split, validation)
+            rows.append({"initialisation": shown, "activation": activation, **summary})
+    colours = dict(zip(INITIALIZER_NAMES.values(), ("tab:grey", "tab:red", "tab:blue", "tab:green")))
+    style = lambda name: {"color": colours[name.split(" / ")[0]], "linestyle": "--" if name.endswith("sigmoid") else "-"}
+    curves_png = plot_curves(curves, run_dir / "curves.png",
+                             f"Each initialisation with sigmoid (dashed) and ReLU (solid) units, {config.optimizer} at lr {config.lr:g}",
+                             style, accuracy_range=(0, 1))
+    activations_png = plot_activations(train_split[0][:1000], run_dir / "activations.png", config.seed)
+    pictures = [(curves_png, "training loss and validation accuracy per initialisation"),
+                (activations_png, "histograms of each hidden layer's activations at initialisation")]
+    publish(config, "compare-init", run_dir, rows, pictures, started)
+    return run_dir
+
+
 def perceptron(initializer_name, activation):
     """784-100-100-100-100-10; every layer starts from `initializer_name`."""
+    # Imported here, not above: the command line reads the configs above without loading TensorFlow.
+    import keras
+    from keras import layers
+
+    from projects.mnist_cnn.model import initializer
+
     inputs = keras.Input((28, 28, 1))
     x = layers.Flatten()(layers.Rescaling(1.0 / 255)(inputs))
     for number, units in enumerate(HIDDEN_LAYERS, 1):
@@ -95,9 +136,14 @@ def endless_batches(x, y, batch_size, seed):
 
 def train_variant(name, build, optimizer_config, config, train_split, validation):
     """Train one variant from the shared seed; its curve (step, train_loss, val_accuracy) and a summary row."""
+    import keras
+    import pandas as pd
+
+    from common import backend, training
+
     started = time.time()
     keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
+    backend.set_random_seed(config.seed)
     model = build()
     steps = config.epochs * max(1, len(train_split[0]) // config.batch_size)
     every = max(1, steps // POINTS)
@@ -123,29 +169,15 @@ def train_variant(name, build, optimizer_config, config, train_split, validation
 
 
 def load_splits(config):
-    (x_train, y_train), _ = data.load(config)  # the test set is not used here
-    return split_validation(x_train, y_train, config.val_split, config.seed)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # pictures into files; no display needed
-    import matplotlib.pyplot
-
-    return matplotlib.pyplot
-
-
-def save_figure(figure, path):
-    with runs.atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=90)
-    pyplot().close(figure)
-    return Path(path)
+    (x_train, y_train), _ = data.load(config.dataset, config.data_dir, config.tiny, config.seed)  # the test set is not used here
+    return data.split_validation(x_train, y_train, config.val_split, config.seed)
 
 
 def plot_curves(curves, path, title, style=lambda name: {}, accuracy_range=None):
     """Two panels: training loss (log scale) and validation accuracy against training steps."""
-    figure, (loss_axes, accuracy_axes) = pyplot().subplots(1, 2, figsize=(12, 4.5))
+    from common import charts
+
+    figure, ((loss_axes, accuracy_axes),) = charts.figure(12, 4.5, rows=1, columns=2)
     for name, curve in curves.items():
         loss_axes.plot(curve.step, curve.train_loss, label=name, **style(name))
         accuracy_axes.plot(curve.step, curve.val_accuracy, label=name, **style(name))
@@ -155,16 +187,19 @@ def plot_curves(curves, path, title, style=lambda name: {}, accuracy_range=None)
         axes.grid(alpha=0.3)
     accuracy_axes.legend(loc="lower right", fontsize=8)
     figure.suptitle(title)
-    figure.tight_layout()
-    return save_figure(figure, path)
+    return charts.save(figure, path, dpi=DPI)
 
 
 def plot_activations(x, path, seed):
     """Rows: initialisation x activation; columns: hidden layers; each a histogram of that layer's outputs."""
+    import keras
+
+    from common import backend, charts
+
     variants = [(init, activation) for activation in ACTIVATIONS for init in INITIALIZER_NAMES]
-    figure, grid = pyplot().subplots(len(variants), len(HIDDEN_LAYERS), figsize=(2.6 * len(HIDDEN_LAYERS), 1.3 * len(variants)))
+    figure, grid = charts.figure(2.6 * len(HIDDEN_LAYERS), 1.3 * len(variants), rows=len(variants), columns=len(HIDDEN_LAYERS))
     for row, (init, activation) in enumerate(variants):
-        keras.utils.set_random_seed(seed)
+        backend.set_random_seed(seed)
         model = perceptron(init, activation)
         probe = keras.Model(model.inputs, [model.get_layer(f"hidden{n}").output for n in range(1, len(HIDDEN_LAYERS) + 1)])
         for column, values in enumerate(probe.predict(x, verbose=0)):
@@ -184,18 +219,25 @@ def plot_activations(x, path, seed):
             if column == 0:
                 axes.set_ylabel(f"{INITIALIZER_NAMES[init]}\n{activation}", fontsize=8)
     figure.suptitle(f"Activations of each hidden layer at initialisation, {len(x):,} training digits", fontsize=11)
-    figure.tight_layout()
-    return save_figure(figure, path)
+    return charts.save(figure, path, dpi=DPI)
 
 
 def open_folder(config, command):
+    from common import backend
+
     run_dir = runs.new_run_dir(PROJECT, config.out, prefix=f"{command}-")
     runs.write_json(run_dir / "config.json", {"config": asdict(config), "backend": backend.name(), "versions": backend.versions()})
     return run_dir
 
 
-def publish(config, command, run_dir, table, pictures, started):
-    """Write the table; with --readme also into the README, the pictures into assets/."""
+def publish(config, command, run_dir, rows, pictures, started):
+    """Write the table of `rows`; with --readme also into the README, the pictures into assets/."""
+    import pandas as pd
+
+    from common import backend
+    from common.report import markdown_table, update_readme
+
+    table = pd.DataFrame(rows)
     table.to_csv(run_dir / "results.csv", index=False)
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -206,51 +248,11 @@ def publish(config, command, run_dir, table, pictures, started):
         return
     links = []
     for picture, caption in pictures:
-        asset = HERE / "assets" / f"{command.replace('-', '_')}_{picture.name}"
+        asset = FOLDER / "assets" / f"{command.replace('-', '_')}_{picture.name}"
         asset.parent.mkdir(exist_ok=True)
         shutil.copy(picture, asset)
         links.append(f"![{caption}](assets/{asset.name})")
     measured = (f"Measured by `make {command}` in {(time.time() - started) / 60:.1f} min on {backend.describe_device()} "
                 f"({backend.name()}); {config.epochs} epochs of batches of {config.batch_size} per variant, "
                 f"validation on {config.val_split:.0%} of the training set.")
-    update_readme(HERE / "README.md", command, "\n\n".join([*links, markdown_table(table), measured]))
-
-
-def compare_optimizers(args):
-    started = time.time()
-    config = cli.config_from_args(CompareConfig, args)
-    train_split, validation = load_splits(config)
-    run_dir = open_folder(config, "compare-optimizers")
-    curves, rows = {}, []
-    for name, lr in OPTIMIZER_RATES.items():
-        optimizer = training.TrainingConfig(optimizer=name, lr=lr, lr_schedule="constant", warmup=0.0)
-        curves[name], summary = train_variant(name, lambda: perceptron("he_normal", "relu"), optimizer, config, train_split, validation)
-        rows.append({"optimizer": name, "learning rate": lr, **summary})
-    curves_png = plot_curves(curves, run_dir / "curves.png", "The same ReLU network (He initialisation) trained by each optimiser")
-    publish(config, "compare-optimizers", run_dir, pd.DataFrame(rows), [(curves_png, "training loss and validation accuracy per optimiser")], started)
-    return run_dir
-
-
-def compare_init(args):
-    started = time.time()
-    config = cli.config_from_args(InitCompareConfig, args)
-    optimizer = training.TrainingConfig(optimizer=config.optimizer, lr=config.lr, lr_schedule="constant", warmup=0.0)
-    train_split, validation = load_splits(config)
-    run_dir = open_folder(config, "compare-init")
-    curves, rows = {}, []
-    for activation in ACTIVATIONS:
-        for init, shown in INITIALIZER_NAMES.items():
-            name = f"{shown} / {activation}"
-            build = lambda: perceptron(init, activation)
-            curves[name], summary = train_variant(name, build, optimizer, config, train_split, validation)
-            rows.append({"initialisation": shown, "activation": activation, **summary})
-    colours = dict(zip(INITIALIZER_NAMES.values(), ("tab:grey", "tab:red", "tab:blue", "tab:green")))
-    style = lambda name: {"color": colours[name.split(" / ")[0]], "linestyle": "--" if name.endswith("sigmoid") else "-"}
-    curves_png = plot_curves(curves, run_dir / "curves.png",
-                             f"Each initialisation with sigmoid (dashed) and ReLU (solid) units, {config.optimizer} at lr {config.lr:g}",
-                             style, accuracy_range=(0, 1))
-    activations_png = plot_activations(train_split[0][:1000], run_dir / "activations.png", config.seed)
-    pictures = [(curves_png, "training loss and validation accuracy per initialisation"),
-                (activations_png, "histograms of each hidden layer's activations at initialisation")]
-    publish(config, "compare-init", run_dir, pd.DataFrame(rows), pictures, started)
-    return run_dir
+    update_readme(FOLDER / "README.md", command, "\n\n".join([*links, markdown_table(table), measured]))

@@ -18,13 +18,24 @@ CLASS_NAMES = {
 }
 
 
-def load(config):
-    """((x_train, y_train), (x_test, y_test)) as uint8 images (N, 28, 28, 1) and int labels."""
-    if config.tiny:
-        splits = (tiny_digits(1024, seed=config.seed), tiny_digits(256, seed=config.seed + 1))
+def load(dataset, data_dir=None, tiny=False, seed=0):
+    """((x_train, y_train), (x_test, y_test)) as uint8 images (N, 28, 28, 1) and int labels.
+
+    `tiny` generates digits instead (1,024 to train on, 256 to test on) from `seed`.
+    """
+    if tiny:
+        splits = (tiny_digits(1024, seed=seed), tiny_digits(256, seed=seed + 1))
     else:
-        splits = datasets.load_idx_dataset(config.dataset, config.data_dir)
+        splits = datasets.load_idx_dataset(dataset, data_dir)
     return tuple((images[..., None], labels) for images, labels in splits)
+
+
+def split_validation(x, y, fraction, seed):
+    """((x, y) to train on, (x, y) held out for validation: a seeded random `fraction`; None at 0)."""
+    if fraction <= 0:
+        return (x, y), None
+    kept, held = datasets.holdout(len(x), fraction, seed)
+    return (x[kept], y[kept]), (x[held], y[held])
 
 
 def tiny_digits(count, seed=0):

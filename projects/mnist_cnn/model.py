@@ -15,31 +15,15 @@ come from `common.training`.
 import keras
 from keras import layers
 
-
-# Kernel initialisers by name. "random_normal" is the classic small random start,
-# N(0, 0.01²), whose signal fades layer after layer; "zeros" makes every unit of a
-# layer the same, so they all stay the same.
-INITIALIZERS = {
-    "glorot_uniform": "glorot_uniform",  # Xavier; Keras' default
-    "glorot_normal": "glorot_normal",
-    "he_normal": "he_normal",  # suits ReLU
-    "he_uniform": "he_uniform",
-    "lecun_normal": "lecun_normal",
-    "random_normal": lambda: keras.initializers.RandomNormal(stddev=0.01),
-    "zeros": "zeros",
-}
+from common.layers import batch_norm
 
 
 def initializer(name):
-    """A fresh Keras initializer for `name` (one per layer: layers must not share a seeded one)."""
-    made = INITIALIZERS[name]
-    return made() if callable(made) else keras.initializers.get(made)
-
-
-def batch_norm():
-    # Momentum 0.9 (PyTorch's default) rather than Keras' 0.99: the running statistics
-    # used at test time settle within tens of steps, which short runs need.
-    return layers.BatchNormalization(momentum=0.9)
+    """A fresh Keras initializer for `name`, one of train.INITIALIZERS (one per layer: layers must not
+    share a seeded one); "random_normal" is the classic small random start, N(0, 0.01²)."""
+    if name == "random_normal":
+        return keras.initializers.RandomNormal(stddev=0.01)
+    return keras.initializers.get(name)
 
 
 def weighted_block(layer, units, config, *args):
@@ -50,6 +34,7 @@ def weighted_block(layer, units, config, *args):
 
 
 def build_model(config, input_shape=(28, 28, 1), num_classes=10):
+    """The convnet `config` describes: raw 0-255 pixels in, class probabilities out."""
     augmentation = []
     if config.augment:
         if config.flip:

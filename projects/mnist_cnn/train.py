@@ -1,11 +1,10 @@
-"""Training, evaluation and prediction for the MNIST convnet.
+"""Training and evaluation of the MNIST convnet.
 
 `train` fits the model with the shared callbacks (resumable, logged), scores it on
 the test set once at the end (unless told not to: tune's trials are scored on
 validation data only) and writes the run's summary and a picture of test digits
-with their predicted labels, mistakes framed in red. `evaluate` re-scores a
-saved model in depth (per-class accuracy, confusion matrix); `predict` reads
-users' own image files.
+with their predicted labels, mistakes framed in red. `evaluate` re-scores a saved
+model in depth (per-class accuracy, confusion matrix, the digits it gets wrong).
 """
 
 import math
@@ -14,19 +13,20 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from common import backend, callbacks, cli, images, runs, training
-from common.cli import option
+from common import cli, images, runs
+from common.config import FitConfig, check_choice, distribute_option, mixed_precision_option, option, require_fraction
 from common.errors import UserError
-from projects.mnist_cnn import data
-from projects.mnist_cnn.model import INITIALIZERS, build_model
+from projects.mnist_cnn import PROJECT, data
 
-PROJECT = "mnist_cnn"
+# How the kernels can start (model.initializer builds them). glorot_uniform is Xavier and
+# Keras' default; he_* suit ReLU; random_normal is the classic small start, N(0, 0.01²),
+# whose signal fades layer after layer; zeros make every unit of a layer the same forever.
+INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "random_normal", "zeros")
 
 
-@dataclass
-class Config(training.TrainingConfig):
+@dataclass(frozen=True)
+class Config(FitConfig):
     dataset: str = option("mnist", "which dataset", choices=sorted(data.CLASS_NAMES))
     epochs: int = option(20, "training epochs")
     batch_size: int = option(256, "examples per training step")
@@ -38,14 +38,15 @@ class Config(training.TrainingConfig):
     zoom: float = option(0.1, "largest random zoom, fraction")
     flip: bool = option(False, "random horizontal flips (clothes, not digits)")
     dropout: float = option(0.4, "dropout before the classifier (half of it after the convolutions)")
-    initializer: str = option("glorot_uniform", "how the kernels start (random_normal: N(0, 0.01²))", choices=sorted(INITIALIZERS))
+    initializer: str = option("glorot_uniform", "how the kernels start (random_normal: N(0, 0.01²))", choices=INITIALIZERS)
     batch_norm: bool = option(True, "batch normalisation after every convolution and the dense layer")
+    mixed_precision: bool = mixed_precision_option()
+    distribute: bool = distribute_option()
 
     def __post_init__(self):
         super().__post_init__()
-        training.check_choice("--initializer", self.initializer, sorted(INITIALIZERS))
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        check_choice("--initializer", self.initializer, INITIALIZERS)
+        require_fraction(self, "dropout")
 
 
 # Per-dataset starting points under the flags. Clothes are centred and upright, so the
@@ -53,46 +54,25 @@ class Config(training.TrainingConfig):
 PRESETS = {"mnist": {}, "fashion-mnist": {"flip": True, "rotation": 0.0, "shift": 0.0, "zoom": 0.0, "dropout": 0.3}}
 
 
-def split_validation(x, y, fraction, seed):
-    if fraction <= 0:
-        return (x, y), None
-    order = np.random.default_rng(seed).permutation(len(x))
-    cut = max(1, int(round(len(x) * fraction)))
-    held, kept = order[:cut], order[cut:]
-    return (x[kept], y[kept]), (x[held], y[held])
+def train(config, resume_dir=None):
+    """Train the convnet `config` describes in a new run folder (or continue `resume_dir`); returns the folder."""
+    # Imported here, not above: `--help` and argument errors answer without loading TensorFlow.
+    from common import backend, callbacks
 
-
-def prediction_grid(model, x, y, class_names, path, count=100):
-    probabilities = model.predict(x[:count], verbose=0)
-    predicted = probabilities.argmax(1)
-    captions = [class_names[p][:5] for p in predicted]
-    picture = images.grid(x[:count, ..., 0], columns=10, captions=captions, marked=predicted != y[:count], scale=2)
-    return images.save_image(picture, path)
-
-
-def preset(chosen):
-    return PRESETS.get(chosen.get("dataset", "mnist"), {})
-
-
-def train(args):
     started = time.time()
-    config, resume_dir = cli.resolve_config(PROJECT, Config, args, defaults=preset)
-    (x_train, y_train), (x_test, y_test) = data.load(config)
-    run_dir = cli.open_run(PROJECT, config, resume_dir)
-    (x_train, y_train), validation = split_validation(x_train, y_train, config.val_split, config.seed)
+    (x_train, y_train), (x_test, y_test) = data.load(config.dataset, config.data_dir, config.tiny, config.seed)
+    (x_train, y_train), validation = data.split_validation(x_train, y_train, config.val_split, config.seed)
+    sizes = {"train_images": len(x_train), "validation_images": 0 if validation is None else len(validation[0]),
+             "test_images": len(x_test)}
+    run_dir = cli.open_run(PROJECT, config, resume_dir, resolved=sizes)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    print(f"{config.dataset}{' (tiny)' if config.tiny else ''}: {len(x_train)} train, "
-          f"{0 if validation is None else len(validation[0])} validation, {len(x_test)} test images; "
+    print(f"{config.dataset}{' (tiny)' if config.tiny else ''}: {sizes['train_images']} train, "
+          f"{sizes['validation_images']} validation, {sizes['test_images']} test images; "
           f"backend {backend.name()}, {backend.describe_device()}")
 
     scope, replicas = backend.distribution_scope(config.distribute)
     with scope:
-        model = build_model(config)
-        model.compile(
-            optimizer=training.build_optimizer(config, config.epochs * steps_per_epoch),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        model = compiled_model(config, config.epochs * steps_per_epoch)
     if replicas > 1:
         print(f"training on {replicas} replicas")
         x_train, y_train, x_test, y_test = backend.fit_to_replicas(replicas, config.batch_size, x_train, y_train, x_test, y_test)
@@ -101,63 +81,70 @@ def train(args):
     run_callbacks, throughput = callbacks.standard(
         run_dir, steps_per_epoch, len(x_train), monitor="val_accuracy" if validation else None, patience=config.early_stopping
     )
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=validation,
-        callbacks=run_callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs, validation_data=validation,
+              callbacks=run_callbacks, verbose=1 if sys.stdout.isatty() else 2)
     if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
     runs.save_model(model, run_dir / "model.keras")
 
-    metrics = {}
-    if config.final_test:
-        test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
-        metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss}
-        prediction_grid(model, x_test, y_test, data.CLASS_NAMES[config.dataset], run_dir / "samples" / "test_predictions.png")
-        print(f"test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}")
-    cli.finish_run(
-        run_dir,
-        config,
-        started,
-        throughput,
-        metrics,
-        resumed=resume_dir is not None,
-        replicas=replicas,
-        parameters=model.count_params(),
-    )
+    metrics = score_test_set(model, x_test, y_test, config.dataset, run_dir) if config.final_test else {}
+    cli.finish_run(run_dir, config, started, throughput, metrics, resumed=resume_dir is not None, replicas=replicas,
+                   parameters=model.count_params())
     print(f"run saved in {run_dir}")
     return run_dir
 
 
+def preset(chosen):
+    """The dataset's settings under the flags (`chosen`: the settings typed or read so far)."""
+    return PRESETS.get(chosen.get("dataset", "mnist"), {})
+
+
+def compiled_model(config, total_steps):
+    """The convnet, compiled with the optimiser and schedule the config names (common/training.py)."""
+    from common import training
+    from projects.mnist_cnn.model import build_model
+
+    model = build_model(config)
+    model.compile(optimizer=training.build_optimizer(config, total_steps), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def score_test_set(model, x_test, y_test, dataset, run_dir):
+    """Score the test set once, draw its first digits with their predictions; the metrics for summary.json."""
+    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+    prediction_grid(model, x_test, y_test, data.CLASS_NAMES[dataset], run_dir / "samples" / "test_predictions.png")
+    print(f"test accuracy {test_accuracy:.4f}, loss {test_loss:.4f}")
+    return {"test_accuracy": test_accuracy, "test_loss": test_loss}
+
+
+def prediction_grid(model, x, y, class_names, path, count=100):
+    """The first `count` images captioned with their predicted class, mistakes framed in red."""
+    predicted = model.predict(x[:count], verbose=0).argmax(1)
+    captions = [class_names[p][:5] for p in predicted]
+    picture = images.grid(x[:count, ..., 0], columns=10, captions=captions, marked=predicted != y[:count], scale=2)
+    return images.save_image(picture, path)
+
+
 def evaluate(args):
+    """Accuracy, per-class accuracy and confusion matrix of a saved model on the test set, and pictures of its mistakes."""
+    import pandas as pd
+
     path = runs.model_path(PROJECT, args.model)
     saved = runs.run_config(path)
-    config = Config(
-        dataset=args.dataset or saved.get("dataset", "mnist"),
-        data_dir=args.data_dir,
-        tiny=args.tiny,
-        seed=saved.get("seed", 0),
-    )
+    dataset = args.dataset or saved.get("dataset", "mnist")
     model = runs.load_model(path)
-    _, (x_test, y_test) = data.load(config)
-    probabilities = model.predict(x_test, batch_size=1000, verbose=0)
-    predicted = probabilities.argmax(1)
-    names = data.CLASS_NAMES[config.dataset]
+    _, (x_test, y_test) = data.load(dataset, args.data_dir, args.tiny, saved.get("seed", 0))
+    predicted = model.predict(x_test, batch_size=1000, verbose=0).argmax(1)
+    names = data.CLASS_NAMES[dataset]
     accuracy = float((predicted == y_test).mean())
 
     confusion = pd.crosstab(
         pd.Categorical([names[i] for i in y_test], names), pd.Categorical([names[i] for i in predicted], names),
         rownames=["true"], colnames=["predicted"], dropna=False,
     )
-    per_class = pd.DataFrame(
-        {"images": confusion.sum(1), "accuracy": np.diag(confusion) / confusion.sum(1).clip(lower=1)}
-    )
-    print(f"{config.dataset} test set, {len(y_test)} images: accuracy {accuracy:.4f} ({int((predicted != y_test).sum())} errors)")
+    per_class = pd.DataFrame({"images": confusion.sum(1), "accuracy": np.diag(confusion) / confusion.sum(1).clip(lower=1)})
+    print(f"{dataset} test set, {len(y_test)} images: accuracy {accuracy:.4f} ({int((predicted != y_test).sum())} errors)")
     print("\nper class:\n" + per_class.to_string(float_format=lambda v: f"{v:.4f}"))
     print("\nconfusion matrix:\n" + confusion.to_string())
 
@@ -170,28 +157,7 @@ def evaluate(args):
         images.save_image(mistakes, out_dir / "samples" / "mistakes.png")
     runs.write_json(
         out_dir / "evaluation.json",
-        {"dataset": config.dataset, "images": len(y_test), "accuracy": accuracy,
+        {"dataset": dataset, "images": len(y_test), "accuracy": accuracy,
          "per_class_accuracy": per_class["accuracy"].round(4).to_dict(), "model": str(path)},
     )
     print(f"\nsaved {out_dir / 'evaluation.json'}, {grid} and {out_dir / 'samples' / 'mistakes.png'}")
-
-
-def predict(args):
-    path = runs.model_path(PROJECT, args.model)
-    dataset = runs.run_config(path).get("dataset", "mnist")
-    names = data.CLASS_NAMES[dataset]
-    prepared, kept, failures = [], [], 0
-    for file in images.expand_inputs(args.inputs):
-        try:
-            prepared.append(data.prepare(images.open_image(file, "L"), dataset))
-            kept.append(file)
-        except UserError as error:
-            message = str(error)
-            print(f"error: {message if message.startswith(str(file)) else f'{file}: {message}'}", file=sys.stderr)
-            failures += 1
-    if prepared:
-        model = runs.load_model(path)
-        probabilities = model.predict(np.stack(prepared)[..., None], verbose=0)
-        for file, row in zip(kept, probabilities):
-            print(f"{file}\t{names[row.argmax()]}\t{row.max():.4f}")
-    return 1 if failures else 0

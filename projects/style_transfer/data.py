@@ -6,7 +6,7 @@ transform network read, scaled down (never up) to the size asked for. Training d
 random crops of random size from the content photos, a fresh batch for every step
 from a seed and the step number, so a resumed run sees exactly the batches it would
 have seen. `--preserve-color` keeps the photo's colours and takes only the luminance
-of the stylised image (Gatys et al., "Preserving color in neural artistic style transfer").
+of the stylized image (Gatys et al., "Preserving color in neural artistic style transfer").
 """
 
 import sys
@@ -15,12 +15,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from common import images
-from common.errors import UserError
-
-MIN_SIDE = 16  # the transform network halves an image twice and pads by reflection: smaller makes no sense
+from common.errors import UserError, warn
+from projects.style_transfer import MIN_SIDE
 
 
 def note(message):
+    """One `note: ...` line on stderr: what was done to an input, which is not a problem."""
     print(f"note: {message}", file=sys.stderr)
 
 
@@ -42,14 +42,6 @@ def to_image(array):
     return Image.fromarray(array, "RGB")
 
 
-def shrink(image, max_size):
-    """A Pillow image scaled down so that its longer side is at most `max_size`."""
-    scale = max_size / max(image.size)
-    if scale >= 1:
-        return image
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-
-
 # --- colour -----------------------------------------------------------------------------
 
 
@@ -66,13 +58,13 @@ def match_luminance(painting, photo):
     return np.clip(matched, 0, 255)
 
 
-def keep_colours(stylised, photo):
-    """The stylised image's luminance with the photo's chroma (Cb, Cr)."""
-    stylised = to_image(stylised)
-    y = stylised.convert("YCbCr").getchannel("Y")
+def keep_colours(stylized, photo):
+    """The stylized image's luminance with the photo's chroma (Cb, Cr)."""
+    stylized = to_image(stylized)
+    y = stylized.convert("YCbCr").getchannel("Y")
     photo = to_image(photo)
-    if photo.size != stylised.size:
-        photo = photo.resize(stylised.size, Image.LANCZOS)
+    if photo.size != stylized.size:
+        photo = photo.resize(stylized.size, Image.LANCZOS)
     _, cb, cr = photo.convert("YCbCr").split()
     return np.asarray(Image.merge("YCbCr", (y, cb, cr)).convert("RGB"), np.float32)
 
@@ -83,7 +75,7 @@ def keep_colours(stylised, photo):
 def content_photos(folders, short_side):
     """Every readable image of the folders, scaled so that its shorter side is at most `short_side`.
 
-    Unreadable files are skipped with one warning line; no usable image is an error.
+    Unreadable files are skipped with one warning line, and too small ones with one each; no usable image is an error.
     """
     files = [path for folder in folders for path in images.list_images(folder)]
     photos = []
@@ -92,7 +84,7 @@ def content_photos(folders, short_side):
         if scale < 1:
             image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
         if min(image.size) < MIN_SIDE:
-            note(f"{path} is only {image.width}x{image.height} pixels; left out")
+            warn(f"{path} is only {image.width}x{image.height} pixels; left out")
             continue
         photos.append(image)
     if not photos:

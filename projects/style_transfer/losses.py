@@ -17,7 +17,7 @@ from pathlib import Path
 
 from keras import ops
 
-from common import cli, vgg
+from common import vgg
 from common.errors import UserError
 
 EPSILON = 1e-8  # a black target (all-zero features) must not divide by zero
@@ -97,12 +97,24 @@ class PerceptualLoss:
         return total, terms
 
 
+def perceptual_loss(config):
+    """The PerceptualLoss a config (optimisation or training) names; builds its VGG."""
+    return PerceptualLoss(
+        config.backbone,
+        config.backbone_weights,
+        config.content_layers,
+        config.style_layers,
+        config.content_weight,
+        config.style_weight,
+        config.tv_weight,
+    )
+
+
 def check_settings(config):
-    """Clear messages for bad loss flags, before any work starts (shared by `train` and `stylize`)."""
+    """Clear messages for bad VGG flags before any work starts (shared by `train` and `stylize`)."""
     vgg.check_backbone(config.backbone)
     parse_layers(config.content_layers, config.backbone)
     parse_layers(config.style_layers, config.backbone)
-    cli.require_not_negative(config, "content_weight", "style_weight", "tv_weight")
     weights = config.backbone_weights
     if weights not in ("imagenet", "random") and not Path(weights).is_file():
         raise UserError(f"--backbone-weights {weights}: no such file (give a VGG weights file, 'imagenet' or 'random')")

@@ -18,30 +18,12 @@ can give (see the README).
 import keras
 from keras import layers, ops
 
-PACKAGE = "style_transfer"
+from common import runs
+from common.layers import ReflectionPadding
+from projects.style_transfer import PROJECT
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ReflectionPadding(layers.Layer):
-    """Pads height and width by mirroring the image, `padding` pixels on each side."""
-
-    def __init__(self, padding, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = int(padding)
-
-    def call(self, x):
-        p = self.padding
-        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
-
-    def compute_output_shape(self, shape):
-        grow = lambda size: None if size is None else size + 2 * self.padding
-        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "padding": self.padding}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=PROJECT)
 class CropToInput(layers.Layer):
     """Crops the output to the input's height and width (downsampling rounds odd sizes up)."""
 
@@ -55,7 +37,7 @@ class CropToInput(layers.Layer):
         return (output[0], reference[1], reference[2], output[3])
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=PROJECT)
 class ToUint8(layers.Layer):
     """Rounds and clips RGB values to 0..255 as uint8: what an exported model hands back."""
 
@@ -75,7 +57,7 @@ def conv(x, filters, size, strides=1, normalise=True, relu=True, **conv_options)
 
 
 def build_transform_net(filters=16, residual_blocks=5):
-    """RGB [0, 255] (batch, height, width, 3) of any size → stylised RGB, the same size (to be clipped to [0, 255]).
+    """RGB [0, 255] (batch, height, width, 3) of any size → stylized RGB, the same size (to be clipped to [0, 255]).
 
     The network predicts a change to the photo, added to it, through a linear last layer:
     training starts from the photo's content and spends its steps on the style, and no
@@ -95,11 +77,16 @@ def build_transform_net(filters=16, residual_blocks=5):
         x = conv(x, width, 3)
     x = conv(x, 3, 9, normalise=False, relu=False, kernel_initializer="zeros")  # an untrained network returns the photo
     change = layers.Rescaling(127.5)(CropToInput()([x, inputs]))
-    outputs = layers.Add(name="stylised")([inputs, change])
+    outputs = layers.Add(name="stylized")([inputs, change])
     return keras.Model(inputs, outputs, name="transform_net")
 
 
 def inference_model(net):
-    """The transform network with uint8 output: the exported, self-contained stylising model."""
+    """The transform network with uint8 output: the exported, self-contained stylizing model."""
     outputs = ToUint8(name="rgb")(net.output)
     return keras.Model(net.input, outputs, name="style_transfer")
+
+
+def load_network(path):
+    """A trained (or exported) network from its .keras file; this module's import registers the layers it is made of."""
+    return runs.load_model(path)

@@ -1,4 +1,4 @@
-"""Training the fast style-transfer network, and using it: stylize, evaluate, export.
+"""Training the fast style-transfer network on one painting (`train`), and scoring it (`evaluate`).
 
 `train` fits a transform network (`model.py`) to one painting: every step draws a batch
 of random crops of the content photos, runs them through the network, and takes an
@@ -7,36 +7,27 @@ crops (content) and the painting (style), with `common.backend.gradient_step`. I
 through the shared training loop (`common.loop`): a progress bar, metrics.csv,
 TensorBoard, step checkpoints (weights, optimiser state) for `--resume`, which
 continues with the very batches the run would have drawn, and after every epoch a
-sample image. The final model.keras stylises any image size in one pass.
-`stylize --model` runs it over files or folders, `evaluate` scores it with the loss it
-was trained on, `export` writes a self-contained uint8-in, uint8-out model and checks
-that it reloads with the same output.
+sample image. The final model.keras stylizes any image size in one pass
+(`stylize --model`, in `stylize.py`); `evaluate` scores it with the loss it was trained on.
 """
 
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
-import keras
 import numpy as np
 
-from common import backend, cli, images, runs
-from common.cli import option
+from common import cli, images, runs
+from common.config import CustomStepConfig, option, require_at_least_one, require_not_negative
 from common.errors import UserError
-from common.loop import Phase, TrainingLoop
-from projects.style_transfer import data, losses
-from projects.style_transfer.model import build_transform_net, inference_model
-from projects.style_transfer.optimize import OUTPUTS, perceptual_loss
+from projects.style_transfer import MIN_SIDE, PROJECT
 
-PROJECT = "style_transfer"
 TERMS = ("loss", "content", "style", "tv")
-TINY = {"crop_size": 32, "steps_per_epoch": 4, "photo_size": 48, "speed_size": 64}
+TINY = {"crop_size": 32, "steps_per_epoch": 4, "speed_size": 64}  # --tiny: sized to its 48-pixel generated photos
 
 
-@dataclass
-class Config(cli.CustomStepConfig):
+@dataclass(frozen=True)
+class Config(CustomStepConfig):
     style: str = option(None, "the painting the network learns to paint like")
     content_dir: list = option(None, "folder of content photos to train on; repeat for several", action="append", type=str)
     data_dir: str = option(None, "one more folder of content photos (the shared flag; same as --content-dir)")
@@ -61,23 +52,97 @@ class Config(cli.CustomStepConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        cli.require_at_least_one(self, "steps_per_epoch", "filters", "residual_blocks")
+        require_at_least_one(self, "steps_per_epoch", "filters", "residual_blocks")
+        require_not_negative(self, "content_weight", "style_weight", "tv_weight")
         for name in ("crop_size", "photo_size", "style_size"):
-            if getattr(self, name) < data.MIN_SIDE:
-                raise UserError(f"--{name.replace('_', '-')} must be at least {data.MIN_SIDE}, got {getattr(self, name)}")
-        if self.mixed_precision or self.distribute:
-            raise UserError("style transfer trains on one device in float32; --mixed-precision and --distribute do not apply")
-        losses.check_settings(self)
+            if getattr(self, name) < MIN_SIDE:
+                raise UserError(f"--{name.replace('_', '-')} must be at least {MIN_SIDE}, got {getattr(self, name)}")
 
     def content_folders(self):
         return list(self.content_dir or []) + ([self.data_dir] if self.data_dir else [])
 
 
-def load(config):
-    """(photos, painting, description) for a config; --tiny makes both up and shrinks the recipe to match."""
+def train(config, resume_dir=None):
+    """Fit the network to the painting; returns the run folder (model.keras, samples/, metrics.csv, summary.json)."""
+    # Imported here, not at the top, so that `--help` answers without loading TensorFlow.
+    import keras
+
+    from common import backend
+    from common.loop import Phase, TrainingLoop
+    from projects.style_transfer import data, losses
+    from projects.style_transfer.model import build_transform_net
+
+    started = time.time()
+    losses.check_settings(config)  # bad layers or a missing weights file stop before any photo is read
+    crop_size, steps_per_epoch = training_sizes(config)
+    photos, painting, description = load(config)
+    backend.set_random_seed(config.seed)  # so that a random VGG (--backbone-weights random) is the same on --resume
+    loss = losses.perceptual_loss(config)  # builds the VGG: bad weights stop here, before any run folder exists
+    resolved = {"crop_size": crop_size, "steps_per_epoch": steps_per_epoch, "photos": len(photos),
+                "painting_size": [painting.shape[1], painting.shape[0]]}
+    run_dir = cli.open_run(PROJECT, config, resume_dir, resolved=resolved)
+    print(f"{description}; style {config.style or 'generated stripes'}; {crop_size} px crops, batch {config.batch_size}; "
+          f"backend {backend.name()}, {backend.describe_device()}")
+
+    net = build_transform_net(config.filters, config.residual_blocks)
+    optimizer = keras.optimizers.Adam(float(config.lr))
+    style_targets = loss.style_targets([painting])
+
+    def loss_fn(photos, style_targets):
+        stylized = net(photos, training=True)
+        content_targets = {k: keras.ops.stop_gradient(v) for k, v in loss.content_targets(photos).items()}
+        return loss(stylized, content_targets, style_targets)
+
+    update = backend.gradient_step(loss_fn, net.trainable_variables, optimizer)
+    loop = TrainingLoop(run_dir, {"net": net.variables, "optimizer": optimizer.variables}, config.seed,
+                        resume=resume_dir is not None, checkpoint_steps=config.checkpoint_every)
+    crops = data.Crops(photos, crop_size, config.batch_size, config.seed)
+    sample = np.asarray(images.shrink_to(photos[0], 256), np.float32)[None]
+
+    def step(at):  # the crops are a function of the step alone, so a resumed run draws the same ones
+        total, terms = update(crops.batch(at.epoch * steps_per_epoch + at.index), style_targets)
+        return {"loss": total, **terms}
+
+    def end_epoch(epoch, logs):
+        loop.save_sample(data.to_image(net.predict_on_batch(sample)[0]), f"epoch_{epoch + 1:03d}.jpg")
+
+    last = loop.run([Phase("train", step, steps_per_epoch, config.epochs, samples_per_step=config.batch_size,
+                           end_epoch=end_epoch)])
+    runs.save_model(net, run_dir / "model.keras")
+
+    speed_size = TINY["speed_size"] if config.tiny else 512
+    speed = seconds_per_image(net, speed_size)
+    print(f"stylizing one {speed_size}x{speed_size} image takes {speed:.3f} s (after warm-up)")
+    cli.finish_run(
+        run_dir,
+        config,
+        started,
+        loop,
+        {name: last[name] for name in TERMS},
+        steps=config.epochs * steps_per_epoch,
+        resumed=resume_dir is not None,
+        parameters=net.count_params(),
+        stylize_seconds=round(speed, 4),
+        stylize_size=speed_size,
+    )
+    loop.discard_checkpoint()  # the run is finished: model.keras is what it made
+    print(f"run saved in {run_dir}")
+    return run_dir
+
+
+def training_sizes(config):
+    """(crop size, steps per epoch): the config's, or with --tiny the ones its small generated photos allow."""
     if config.tiny:
-        config.crop_size, config.photo_size = TINY["crop_size"], TINY["photo_size"]
-        config.steps_per_epoch = min(config.steps_per_epoch, TINY["steps_per_epoch"])
+        return TINY["crop_size"], min(config.steps_per_epoch, TINY["steps_per_epoch"])
+    return config.crop_size, config.steps_per_epoch
+
+
+def load(config):
+    """(photos, painting, description): the content photos (Pillow images) and the painting (float RGB);
+    --tiny makes both up."""
+    from projects.style_transfer import data
+
+    if config.tiny:
         photos = data.tiny_photos(seed=config.seed)
         painting = data.load(config.style, config.style_size) if config.style else data.tiny_painting()
         return photos, painting, f"{len(photos)} generated photos (tiny)"
@@ -92,7 +157,9 @@ def load(config):
 
 
 def seconds_per_image(net, size=512, repeats=5):
-    """Median seconds to stylise one size x size image, after two warm-up passes (tracing, compiling)."""
+    """Median seconds to stylize one size x size image, after two warm-up passes (tracing, compiling)."""
+    import keras
+
     x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     for _ in range(2):
         net.predict_on_batch(x)
@@ -104,118 +171,13 @@ def seconds_per_image(net, size=512, repeats=5):
     return float(np.median(times))
 
 
-def train(args):
-    started = time.time()
-    config, resume_dir = cli.resolve_config(PROJECT, Config, args)
-    photos, painting, description = load(config)
-    keras.utils.set_random_seed(config.seed)  # so that a random VGG (--backbone-weights random) is the same on --resume
-    loss = perceptual_loss(config)  # builds the VGG: bad weights stop here, before any run folder exists
-    run_dir = cli.open_run(PROJECT, config, resume_dir)
-    print(f"{description}; style {config.style or 'generated stripes'}; {config.crop_size} px crops, batch {config.batch_size}; "
-          f"backend {backend.name()}, {backend.describe_device()}")
-
-    net = build_transform_net(config.filters, config.residual_blocks)
-    optimizer = keras.optimizers.Adam(float(config.lr))
-    style_targets = loss.style_targets([painting])
-
-    def loss_fn(photos, style_targets):
-        stylised = net(photos, training=True)
-        content_targets = {k: keras.ops.stop_gradient(v) for k, v in loss.content_targets(photos).items()}
-        return loss(stylised, content_targets, style_targets)
-
-    update = backend.gradient_step(loss_fn, net.trainable_variables, optimizer)
-    loop = TrainingLoop(run_dir, {"net": net.variables, "optimizer": optimizer.variables}, config.seed,
-                        resume=resume_dir is not None, checkpoint_steps=config.checkpoint_every)
-    crops = data.Crops(photos, config.crop_size, config.batch_size, config.seed)
-    sample = np.asarray(data.shrink(photos[0], 256), np.float32)[None]
-
-    def step(at):  # the crops are a function of the step alone, so a resumed run draws the same ones
-        total, terms = update(crops.batch(at.epoch * config.steps_per_epoch + at.index), style_targets)
-        return {"loss": total, **terms}
-
-    def end_epoch(epoch, logs):
-        loop.save_sample(data.to_image(net.predict_on_batch(sample)[0]), f"epoch_{epoch + 1:03d}.jpg")
-
-    last = loop.run([Phase("train", step, config.steps_per_epoch, config.epochs, samples_per_step=config.batch_size,
-                           end_epoch=end_epoch)])
-    runs.save_model(net, run_dir / "model.keras")
-
-    speed_size = TINY["speed_size"] if config.tiny else 512
-    speed = seconds_per_image(net, speed_size)
-    print(f"stylising one {speed_size}x{speed_size} image takes {speed:.3f} s (after warm-up)")
-    cli.finish_run(
-        run_dir,
-        config,
-        started,
-        loop,
-        {name: last[name] for name in TERMS},
-        steps=config.epochs * config.steps_per_epoch,
-        resumed=resume_dir is not None,
-        parameters=net.count_params(),
-        stylise_seconds=round(speed, 4),
-        stylise_size=speed_size,
-    )
-    loop.discard_checkpoint()  # the run is finished: model.keras is what it made
-    print(f"run saved in {run_dir}")
-    return run_dir
-
-
-# --- using a trained network ------------------------------------------------------------
-
-
-def stylize(args):
-    """The `stylize --model --input` command: every image through the network, batched by size."""
-    path = runs.model_path(PROJECT, args.model)
-    net = runs.load_model(path)
-    files = images.expand_inputs(args.input)
-    max_size = getattr(args, "max_size", None) or 2048
-    out = runs.new_run_dir(OUTPUTS, getattr(args, "out", None))
-    names, failures, count, seconds = set(), 0, 0, 0.0
-    pending = defaultdict(list)  # image shape -> [(file, array)]: same-size images share a batch
-
-    def flush(shape):
-        nonlocal count, seconds
-        batch = pending.pop(shape)
-        started = time.perf_counter()
-        outputs = keras.ops.convert_to_numpy(net.predict_on_batch(np.stack([array for _, array in batch])))
-        seconds += time.perf_counter() - started
-        for (file, photo), result in zip(batch, outputs):
-            if getattr(args, "preserve_color", False):
-                result = data.keep_colours(result, photo)
-            name = unique_name(Path(file).stem, names)
-            images.save_image(data.to_image(result), out / f"{name}.png")
-            print(f"{file}\t{out / f'{name}.png'}")
-            count += 1
-
-    for file in files:
-        try:
-            array = data.load(file, max_size)
-        except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failures += 1
-            continue
-        pending[array.shape].append((file, array))
-        if len(pending[array.shape]) >= args.batch_size:
-            flush(array.shape)
-    for shape in list(pending):
-        flush(shape)
-    if not count:
-        out.rmdir()  # created for this call and still empty; each failure has had its error line
-        return 1
-    print(f"stylised {count} images in {seconds:.1f} s of network time; results in {out}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def unique_name(stem, taken):
-    name, number = stem, 2
-    while name in taken:
-        name, number = f"{stem}_{number}", number + 1
-    taken.add(name)
-    return name
-
-
 def evaluate(args):
     """Perceptual losses of a trained network's outputs on photos, beside the photos' own (the starting point)."""
+    import keras
+
+    from projects.style_transfer import data, losses
+    from projects.style_transfer.model import load_network
+
     path = runs.model_path(PROJECT, args.model)
     saved = runs.run_config(path)
     overrides = {k: v for k, v in (("style", args.style), ("backbone_weights", args.backbone_weights)) if v}
@@ -223,8 +185,8 @@ def evaluate(args):
         raise UserError(f"{path} has no run config beside it; give --style (and --backbone, --backbone-weights)")
     known = {k: v for k, v in saved.items() if k in Config.__dataclass_fields__ and k not in ("out", "tiny", "data_dir")}
     config = Config(**{**known, "content_dir": None, **overrides, **({"backbone": args.backbone} if args.backbone else {})})
-    net = runs.load_model(path)
-    loss = perceptual_loss(config)
+    net = load_network(path)
+    loss = losses.perceptual_loss(config)
     painting = data.load(config.style, config.style_size, "--style-size") if config.style else data.tiny_painting()
     style_targets = loss.style_targets([painting])
     files = images.expand_inputs(args.input)
@@ -237,9 +199,9 @@ def evaluate(args):
             failures += 1
             continue
         content_targets = loss.content_targets(photo)
-        stylised = keras.ops.clip(keras.ops.cast(net.predict_on_batch(photo), "float32"), 0.0, 255.0)
+        stylized = keras.ops.clip(keras.ops.cast(net.predict_on_batch(photo), "float32"), 0.0, 255.0)
         row = {"file": str(file)}
-        for label, image in (("photo", photo), ("stylised", stylised)):
+        for label, image in (("photo", photo), ("stylized", stylized)):
             total, terms = loss(keras.ops.convert_to_tensor(image, "float32"), content_targets, style_targets)
             row.update({f"{label}_{name}": float(value) for name, value in {"loss": total, **terms}.items()})
         rows.append(row)
@@ -248,31 +210,8 @@ def evaluate(args):
     mean = {key: float(np.mean([row[key] for row in rows])) for key in rows[0] if key != "file"}
     print(f"{len(rows)} photos, style {config.style}; mean over photos (weights: {loss.weights}):")
     print(f"{'':10s}" + "".join(f"{name:>12s}" for name in TERMS))
-    for label in ("photo", "stylised"):
+    for label in ("photo", "stylized"):
         print(f"{label:10s}" + "".join(f"{mean[f'{label}_{name}']:12.4g}" for name in TERMS))
     result = runs.write_json(path.parent / "evaluation.json", {"model": str(path), "style": config.style, "mean": mean, "photos": rows})
     print(f"saved {result}")
     return 1 if failures else 0
-
-
-def export(args):
-    """Write the uint8-in, uint8-out model and check that, reloaded, it paints what the trained one does."""
-    path = runs.model_path(PROJECT, args.model)
-    net = runs.load_model(path)
-    out = Path(args.out) if args.out else path.parent / "stylizer.keras"
-    if out.suffix != ".keras":
-        raise UserError(f"--out must name a .keras file, got {out}")
-    if out.resolve() == path.resolve():
-        raise UserError(f"--out {out} is the model being exported; choose another file")
-    exported = net if net.output.dtype == "uint8" else inference_model(net)
-    runs.save_model(exported, out)
-
-    # An odd size on purpose: the file alone must handle any image, exactly as the trained network does.
-    x = np.random.default_rng(0).uniform(0, 255, (2, 67, 93, 3)).astype(np.float32)
-    expected = keras.ops.convert_to_numpy(exported.predict_on_batch(x)).astype(np.int16)
-    got = keras.ops.convert_to_numpy(runs.load_model(out).predict_on_batch(x)).astype(np.int16)
-    if got.shape != expected.shape or np.abs(got - expected).max() > 1:
-        raise UserError(f"{out} does not paint like {path} after reloading; the export is not to be trusted")
-    same = float(np.mean(got == expected))
-    print(f"exported {out}; reloaded, it paints two 93x67 test images as {path.name} does ({same:.2%} of values identical, none off by more than 1)")
-    return out

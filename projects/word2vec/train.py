@@ -14,18 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import backend, callbacks, cli, runs, word2vec_format
-from common.cli import option
+from common import cli
+from common.config import TrainConfig, option, require_at_least_one, require_not_negative
 from common.errors import UserError
-from projects.word2vec import data, vectors
-from projects.word2vec.model import build_model
-
-PROJECT = "word2vec"
-VECTORS_FILE = "vectors.bin"
+from projects.word2vec import PROJECT
 
 
-@dataclass
-class Config(cli.TrainConfig):
+@dataclass(frozen=True)
+class Config(TrainConfig):
     data_dir: str = option(None, "folder holding aclImdb_v1.tar.gz or aclImdb/ (default: $DATA_DIR, the Keras cache, then download)")
     corpus: str = option(None, "your own corpus instead of IMDB: a text file (a document per line) or a folder of .txt files")
     engine: str = option("keras", "keras: this project's CBOW; gensim: gensim's Word2Vec, the reference", choices=("keras", "gensim"))
@@ -43,21 +39,53 @@ class Config(cli.TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        cli.require_at_least_one(self, "vector_size", "window", "min_count", "negative", "workers")
-        cli.require_not_negative(self, "shared_negatives", "sample")
+        require_at_least_one(self, "vector_size", "window", "min_count", "negative", "workers")
+        require_not_negative(self, "shared_negatives", "sample")
         if not 0 < self.min_lr <= self.lr:
             raise UserError(f"--min-lr must be positive and at most --lr ({self.lr}), got {self.min_lr}")
-        if self.distribute or self.mixed_precision:
-            raise UserError("word2vec trains on one device in float32; --distribute and --mixed-precision do not apply")
+
+
+def train(config, resume_dir=None, documents=None):
+    """Train, export and score vectors; returns the run folder.
+
+    `documents` (token lists) lets the benchmark tokenise the corpus once for both engines.
+    """
+    # Imported here, not at the top, so that `--help` answers without loading TensorFlow.
+    from projects.word2vec import vectors
+
+    started = time.time()
+    if resume_dir is not None and config.engine == "gensim":
+        raise UserError("gensim runs cannot be resumed (gensim keeps no checkpoints); start a new run")
+    documents = documents if documents is not None else load_documents(config)
+    corpus_words = sum(map(len, documents))
+    run_dir = cli.open_run(PROJECT, config, resume_dir, resolved={"documents": len(documents), "corpus_words": corpus_words})
+    engine = train_keras if config.engine == "keras" else train_gensim
+    word_vectors, timing = engine(config, documents, run_dir)
+    print(f"trained in {timing.seconds:.1f} s: {timing.samples_per_second:,.0f} corpus words/s ({config.engine} engine)")
+
+    vectors.export(word_vectors, run_dir)
+    metrics = vectors.scores(word_vectors)
+    probes = [w for w in vectors.PROBES if w in word_vectors.key_to_index] or word_vectors.index_to_key[:4]
+    nearest = vectors.nearest(word_vectors, probes)
+    vectors.draw_map(word_vectors, probes, run_dir / "samples" / "neighbours.png")
+    cli.finish_run(
+        run_dir, config, started, timing, metrics,
+        engine=config.engine, train_seconds=round(timing.seconds, 1), vocabulary=len(word_vectors),
+        corpus_words=corpus_words, neighbours=nearest, resumed=resume_dir is not None,
+    )
+    print_scores(metrics, nearest)
+    print(f"vectors saved in {run_dir}")
+    return run_dir
 
 
 def load_documents(config):
     """Token lists of the corpus a config names: --tiny, --corpus, or the IMDB training reviews."""
+    from common.text import read_documents
+    from projects.word2vec import data
+
     if config.tiny:
         texts, where = data.planted_documents(config.seed), "tiny planted corpus"
     elif config.corpus:
-        from common.text import read_documents
-
         texts, where = read_documents(config.corpus), config.corpus
     else:
         texts, where = data.imdb_documents(config.data_dir), "IMDB train reviews (pos, neg, unsup)"
@@ -79,29 +107,12 @@ class Timing:
         return self.words / max(self.seconds, 1e-9)
 
 
-def train_gensim(config, documents, run_dir):
-    from gensim.models import Word2Vec
-
-    model = Word2Vec(
-        vector_size=config.vector_size, window=config.window, min_count=config.min_count, negative=config.negative,
-        sample=config.sample, sg=0, cbow_mean=1, hs=0, alpha=config.lr, min_alpha=config.min_lr,
-        workers=config.workers, seed=config.seed, epochs=config.epochs,
-    )
-    model.build_vocab(documents)
-    started = time.perf_counter()
-    model.train(documents, total_examples=model.corpus_count, epochs=config.epochs)
-    seconds = time.perf_counter() - started
-    raw_words = sum(map(len, documents)) * config.epochs
-    return model.wv, Timing(seconds, raw_words, [seconds / config.epochs] * config.epochs)
-
-
-def completed_epochs(run_dir):
-    """Epochs an interrupted run already finished (rows of its metrics.csv)."""
-    metrics = Path(run_dir) / "metrics.csv"
-    return max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else 0
-
-
 def train_keras(config, documents, run_dir):
+    """This project's CBOW on the documents; returns (KeyedVectors, Timing)."""
+    from common import backend, callbacks
+    from projects.word2vec import data, vectors
+    from projects.word2vec.model import build_model
+
     vocabulary = data.build_vocabulary(documents, config.min_count)
     corpus = data.encode(documents, vocabulary, config.window)
     keep = data.keep_probabilities(vocabulary.counts, config.sample)
@@ -131,31 +142,27 @@ def train_keras(config, documents, run_dir):
     return vectors.keyed_vectors(vocabulary.words, model.vectors()), timing
 
 
-def train(args, documents=None):
-    """Train, export and score vectors; `documents` (token lists) lets a benchmark tokenise once for both engines."""
-    started = time.time()
-    config, resume_dir = cli.resolve_config(PROJECT, Config, args)
-    if resume_dir is not None and config.engine == "gensim":
-        raise UserError("gensim runs cannot be resumed (gensim keeps no checkpoints); start a new run")
-    documents = documents if documents is not None else load_documents(config)
-    run_dir = cli.open_run(PROJECT, config, resume_dir)
-    engine = train_keras if config.engine == "keras" else train_gensim
-    word_vectors, timing = engine(config, documents, run_dir)
-    print(f"trained in {timing.seconds:.1f} s: {timing.samples_per_second:,.0f} corpus words/s ({config.engine} engine)")
+def completed_epochs(run_dir):
+    """Epochs an interrupted run already finished (rows of its metrics.csv)."""
+    metrics = Path(run_dir) / "metrics.csv"
+    return max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else 0
 
-    vectors.export(word_vectors, run_dir)
-    metrics = vectors.scores(word_vectors)
-    probes = [w for w in vectors.PROBES if w in word_vectors.key_to_index] or word_vectors.index_to_key[:4]
-    nearest = vectors.neighbours(word_vectors, probes)
-    vectors.draw_map(word_vectors, probes, run_dir / "samples" / "neighbours.png")
-    cli.finish_run(
-        run_dir, config, started, timing, metrics,
-        engine=config.engine, train_seconds=round(timing.seconds, 1), vocabulary=len(word_vectors),
-        corpus_words=sum(map(len, documents)), neighbours=nearest, resumed=resume_dir is not None,
+
+def train_gensim(config, documents, run_dir):
+    """gensim's Word2Vec (CBOW) with the same hyperparameters; returns (KeyedVectors, Timing)."""
+    from gensim.models import Word2Vec
+
+    model = Word2Vec(
+        vector_size=config.vector_size, window=config.window, min_count=config.min_count, negative=config.negative,
+        sample=config.sample, sg=0, cbow_mean=1, hs=0, alpha=config.lr, min_alpha=config.min_lr,
+        workers=config.workers, seed=config.seed, epochs=config.epochs,
     )
-    print_scores(metrics, nearest)
-    print(f"vectors saved in {run_dir}")
-    return run_dir
+    model.build_vocab(documents)
+    started = time.perf_counter()
+    model.train(documents, total_examples=model.corpus_count, epochs=config.epochs)
+    seconds = time.perf_counter() - started
+    raw_words = sum(map(len, documents)) * config.epochs
+    return model.wv, Timing(seconds, raw_words, [seconds / config.epochs] * config.epochs)
 
 
 def print_scores(metrics, nearest):
@@ -165,22 +172,13 @@ def print_scores(metrics, nearest):
         print(f"  {word}: " + ", ".join(f"{n} ({s:.2f})" for n, s in found))
 
 
-def vectors_path(given):
-    """--vectors: a run folder, a .bin/.txt file, or the newest run's vectors."""
-    return runs.model_path(PROJECT, given, VECTORS_FILE, flag="--vectors")
-
-
 def evaluate(args):
-    path = vectors_path(args.vectors)
+    """Score saved vectors (--vectors, or the newest run's) and list the neighbours of the probe words."""
+    from common import word2vec_format
+    from projects.word2vec import vectors
+
+    path = vectors.vectors_path(args.vectors)
     word_vectors = word2vec_format.load(path)
     print(f"{path}: {len(word_vectors):,} words, {word_vectors.vector_size} dimensions")
     probes = args.probe or [w for w in vectors.PROBES if w in word_vectors.key_to_index]
-    print_scores(vectors.scores(word_vectors), vectors.neighbours(word_vectors, probes))
-
-
-def neighbours(args):
-    word_vectors = word2vec_format.load(vectors_path(args.vectors))
-    words = [w.lower() for w in args.words]
-    for word, found in vectors.neighbours(word_vectors, words, args.top).items():
-        print(f"{word}: " + ", ".join(f"{n} ({s:.2f})" for n, s in found))
-
+    print_scores(vectors.scores(word_vectors), vectors.nearest(word_vectors, probes))

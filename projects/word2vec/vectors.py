@@ -1,24 +1,41 @@
-"""Word vectors as gensim `KeyedVectors`: export, scoring and a picture.
+"""What trained word vectors do for users: nearest neighbours, scores, exports and a map.
 
-Whatever engine trained them, vectors are written the way other tools read them:
-the word2vec text and binary formats (the IMDB project loads these) and a pair of
-TSV files for the TensorBoard embedding projector. They are scored with gensim's
-own evaluation functions on the benchmark sets gensim ships: the Google analogy
-questions (questions-words.txt), WordSim353 and SimLex-999.
+Vectors are gensim `KeyedVectors`, whatever engine trained them. They are written
+the way other tools read them: the word2vec text and binary formats (the IMDB
+project loads these) and a pair of TSV files for the TensorBoard embedding
+projector. They are scored with gensim's own evaluation functions on the benchmark
+sets gensim ships: the Google analogy questions (questions-words.txt), WordSim353
+and SimLex-999. The `neighbours` command lists the words closest to the ones given.
 """
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
-from PIL import Image, ImageDraw, ImageFont
 
-from common import images, runs
+from common import charts, runs, word2vec_format
 from common.errors import UserError
+from projects.word2vec import PROJECT
 
 PROBES = ("great", "awful", "actor", "funny", "music", "boring")
 PROJECTOR_WORDS = 10000
+VECTORS_FILE = "vectors.bin"
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def neighbours(args):
+    """The `neighbours` command: the --top nearest words to each word given."""
+    word_vectors = word2vec_format.load(vectors_path(args.vectors))
+    words = [w.lower() for w in args.words]
+    for word, found in nearest(word_vectors, words, args.top).items():
+        print(f"{word}: " + ", ".join(f"{n} ({s:.2f})" for n, s in found))
+
+
+def vectors_path(given):
+    """--vectors: a run folder, a .bin/.txt file, or the newest run's vectors."""
+    return runs.model_path(PROJECT, given, VECTORS_FILE, flag="--vectors")
 
 
 def keyed_vectors(words, matrix):
@@ -59,7 +76,7 @@ def scores(vectors):
     return {k: float(v) for k, v in result.items()}
 
 
-def neighbours(vectors, words, top=5):
+def nearest(vectors, words, top=5):
     """{word: [(neighbour, cosine), ...]}; a word outside the vocabulary is a clear error."""
     missing = [w for w in words if w not in vectors.key_to_index]
     if missing:
@@ -67,7 +84,7 @@ def neighbours(vectors, words, top=5):
     return {w: [(n, float(s)) for n, s in vectors.most_similar(w, topn=top)] for w in words}
 
 
-def draw_map(vectors, probes, path, top=6, size=900):
+def draw_map(vectors, probes, path, top=6):
     """A 2-D map (principal components) of probe words, each with its nearest neighbours, in one colour per probe."""
     groups = {w: [w] + [n for n, _ in vectors.most_similar(w, topn=top)] for w in probes if w in vectors.key_to_index}
     if not groups:
@@ -77,18 +94,14 @@ def draw_map(vectors, probes, path, top=6, size=900):
     points = points - points.mean(axis=0)
     _, _, components = np.linalg.svd(points, full_matrices=False)
     xy = points @ components[:2].T
-    margin = 90
-    xy = (xy - xy.min(axis=0)) / np.maximum(np.ptp(xy, axis=0), 1e-9) * (size - 2 * margin) + margin
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=16)
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-    at = 0
-    for colour, group in zip(palette * 4, groups.values()):
-        for rank, word in enumerate(group):
-            x, y = xy[at]
-            at += 1
-            radius = 6 if rank == 0 else 3
-            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
-            draw.text((x + 7, y - 9), word, fill=colour, font=ImageFont.load_default(size=20) if rank == 0 else font)
-    return images.save_image(image, path)
+    colours = [colour for colour, group in zip(itertools.cycle(PALETTE), groups.values()) for _ in group]
+    is_probe = [rank == 0 for group in groups.values() for rank in range(len(group))]
+    figure, axes = charts.figure(8, 8)
+    axes = axes[0, 0]
+    axes.scatter(xy[:, 0], xy[:, 1], s=[60 if probe else 15 for probe in is_probe], c=colours)
+    for (x, y), word, colour, probe in zip(xy, words, colours, is_probe):
+        axes.annotate(word, (x, y), xytext=(5, 3), textcoords="offset points", color=colour,
+                      fontsize=13 if probe else 10, fontweight="bold" if probe else "normal")
+    axes.set(xlabel="first principal component", ylabel="second principal component", xticks=[], yticks=[])
+    axes.margins(0.12)
+    return charts.save(figure, path)
