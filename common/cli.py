@@ -88,6 +88,21 @@ def read_config_file(path, config_class):
     return values
 
 
+def add_overwrite_flag(parser):
+    parser.add_argument("--overwrite", action="store_true", help="replace files that exist already (default: refuse)")
+
+
+def count(text):
+    """An argparse type: a whole number of at least 1 (a count of things to make, show or take)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_config_file_flag(parser):
     parser.add_argument(
         "--config", metavar="FILE.json",
@@ -133,6 +148,8 @@ def resolve_config(project, config_class, args, defaults=None):
         saved = runs.read_json(run_dir / "config.json").get("config", {})
         return config_from_args(config_class, args, saved), run_dir
     saved = read_config_file(config_file, config_class) if config_file else {}
+    if getattr(args, "out", None):
+        runs.check_out(args.out)  # before any data is read: a bad --out stops at once
     if callable(defaults):
         defaults = defaults({**saved, **typed_flags(config_class, args)})
     return config_from_args(config_class, args, {**(defaults or {}), **saved}), None

@@ -215,6 +215,9 @@ def safe_extract(archive, target):
                 zipped.extractall(partial)
         else:
             raise UserError(f"{archive} is not a tar or zip archive")
+    except tarfile.FilterError as error:  # a member that would land outside the folder, or a device file
+        shutil.rmtree(partial, ignore_errors=True)
+        raise UserError(f"{archive} holds a member it is not safe to extract ({error}); refusing to extract") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as error:
         shutil.rmtree(partial, ignore_errors=True)
         raise UserError(f"{archive} is truncated or corrupt ({error}); delete it and fetch it again") from None

@@ -5,6 +5,7 @@ Users hand us whatever they have: PNG or JPEG, grey, RGB, RGBA, palette, CMYK or
 each of those into plain 8-bit "L" or "RGB" or says in one line why it cannot.
 """
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -20,14 +21,30 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 def open_image(path, mode="RGB"):
     """Open an image file as 8-bit `mode` ("L" or "RGB"), upright, transparency on white."""
     path = Path(path)
+    with warnings.catch_warnings():  # Pillow's warning below its hard pixel limit: the image opens, and is fine
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with readable_image(path) as image:
+            image.load()
+    return normalise(ImageOps.exif_transpose(image), mode)
+
+
+@contextlib.contextmanager
+def readable_image(path):
+    """`Image.open(path)`, with every way of failing (missing, unreadable, not an image, too
+    many pixels to decode safely) turned into one `UserError` line that names the file."""
     try:
         with Image.open(path) as image:
-            image.load()
+            yield image
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except PermissionError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, too many to open safely; shrink it first"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise UserError(f"{path}: not a readable image ({error})") from None
-    return normalise(ImageOps.exif_transpose(image), mode)
 
 
 def normalise(image, mode="RGB"):
@@ -73,9 +90,8 @@ def open_all(files, mode="RGB"):
         try:
             opened.append((Path(path), open_image(path, mode)))
         except UserError as error:
+            warn(f"{error}; skipped")
             skipped.append(str(error))
-    if skipped:
-        warn(f"skipped {len(skipped)} of {len(files)} files that are not readable images (first: {skipped[0]})")
     if not opened:
         raise UserError(f"none of the {len(files)} files is a readable image ({skipped[0]})" if files else "no image files given")
     return opened
@@ -87,10 +103,18 @@ def fit(image, size):
 
 
 def expand_inputs(paths):
-    """Files and folders from a command line, as a flat list of files."""
+    """Files and folders from a command line, as a flat list of files.
+
+    A folder without images is a warning when other inputs remain, an error when none do.
+    """
     files = []
     for path in map(Path, paths):
-        files.extend(list_images(path) if path.is_dir() else [path])
+        try:
+            files.extend(list_images(path) if path.is_dir() else [path])
+        except UserError as error:
+            warn(f"{error}; skipped")
+    if not files:
+        raise UserError(f"no image files in {', '.join(map(str, paths))}")
     return files
 
 
@@ -148,20 +172,13 @@ def open_within(path, max_size, mode="RGB"):
     warning is moot for an image about to be shrunk, and its hard limit becomes a message.
     """
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                stored_size = image.size
-                if max_size:
-                    image.draft(image.mode, (max_size, max_size))
-                image.load()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except Image.DecompressionBombError as error:
-        raise UserError(f"{path}: too many pixels to open safely ({error})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(f"{path}: not a readable image ({error})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with readable_image(path) as image:
+            stored_size = image.size
+            if max_size:
+                image.draft(image.mode, (max_size, max_size))
+            image.load()
     upright = ImageOps.exif_transpose(image)
     turned = upright.size != image.size
     original = stored_size[::-1] if turned else stored_size

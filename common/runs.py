@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +38,19 @@ def atomic_path(path):
         temporary.unlink(missing_ok=True)
 
 
+def check_new_file(path, overwrite=False):
+    """Stop before writing `path` when a file is there already, unless the user said --overwrite."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; name a file to write")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"cannot write {path}: {blocking} is a file, not a folder")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+    return path
+
+
 def write_json(path, data):
     """Write JSON atomically so that a crash never leaves half a file."""
     with atomic_path(path) as temporary:
@@ -49,6 +63,10 @@ def read_json(path):
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a JSON file") from None
+    except PermissionError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not valid JSON ({error})") from None
 
@@ -56,9 +74,7 @@ def read_json(path):
 def new_run_dir(project, out=None, prefix=""):
     """Create a fresh run folder (`prefix` before its time stamp); an existing, non-empty `out` is refused, never reused."""
     if out is not None:
-        run_dir = Path(out)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"{run_dir} already holds a run; choose another --out, or --resume {run_dir} to continue it")
+        run_dir = check_out(out)
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
     base = RUNS_DIR / project
@@ -73,6 +89,21 @@ def new_run_dir(project, out=None, prefix=""):
     raise UserError(f"could not create a new run folder under {base}")
 
 
+def check_out(out):
+    """`--out` as a folder for a new run: new, or empty; never a file or a folder of other things."""
+    run_dir = Path(out)
+    blocking = next((path for path in [run_dir, *run_dir.parents] if path.exists() and not path.is_dir()), None)
+    if blocking == run_dir:
+        raise UserError(f"--out {run_dir} is a file; name a folder for the run")
+    if blocking is not None:
+        raise UserError(f"--out {run_dir}: {blocking} is a file, not a folder")
+    if run_dir.is_dir() and (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} already holds a run; choose another --out, or --resume {run_dir} to continue it")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserError(f"--out {run_dir} is a folder with other files in it; name a new or empty folder")
+    return run_dir
+
+
 def find_resumable(project, resume):
     """The run to resume: `resume` names a run folder, or "latest" picks the newest unfinished one."""
     if resume != "latest":
@@ -85,9 +116,20 @@ def find_resumable(project, resume):
         if not unfinished:
             raise UserError(f"no unfinished {project} run to resume under {RUNS_DIR / project}")
         run_dir = unfinished[-1]
+    owner = read_json(run_dir / "config.json").get("project")
+    if owner != project:
+        raise UserError(f"{run_dir} is {_a(owner)} run, not {_a(project)} one; "
+                        + (f"continue it with python -m projects.{owner} train --resume {run_dir}" if owner else "it cannot be resumed here"))
     if (run_dir / "summary.json").exists():
         raise UserError(f"{run_dir} already finished (summary.json exists); start a new run instead")
     return run_dir
+
+
+def _a(project):
+    """ "a captcha", "an imdb_lstm": the article a project's name takes in a sentence."""
+    if not project:
+        return "an unknown project's"
+    return f"{'an' if project[0] in 'aeiou' else 'a'} {project}"
 
 
 def save_config(run_dir, config, extra):
@@ -108,27 +150,72 @@ def model_path(project, model, filename="model.keras", flag="--model"):
         return latest_model(project, filename, flag)
     path = Path(model)
     if path.is_dir():
+        check_owner(project, path / "config.json", path)
         path = path / filename
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a run folder or a {filename} file")
     return path
 
 
-def save_model(model, path):
-    """Save a Keras model atomically: a crash mid-save leaves the previous file (or none), never half of one."""
+# --- Model files ------------------------------------------------------------------------
+# A .keras file is a zip archive; save_model adds one entry naming the project that made it,
+# so that load_model can refuse another project's model with a sentence instead of a
+# traceback from deep inside Keras.
+OWNER_ENTRY = "project.json"
+
+
+def save_model(model, path, project):
+    """Save a Keras model atomically, marked as `project`'s: a crash mid-save leaves the previous file (or none)."""
     with atomic_path(path) as temporary:
         model.save(temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(OWNER_ENTRY, json.dumps({"project": project}))
     return Path(path)
 
 
-def load_model(path):
-    """Load a .keras file for inference, in safe mode (no arbitrary code), or say why not."""
+def load_model(path, project):
+    """Load `project`'s .keras file for inference, in safe mode (no code runs), or say in one line why not:
+    unreadable, not a Keras model, another project's model, or one holding code."""
     import keras
 
+    path = Path(path)
+    check_owner(project, path, path)
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many types for a bad file; each means "not a model"
-        raise UserError(f"{path} is not a loadable Keras model ({str(error).splitlines()[0]})") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "Lambda" in reason or "safe_mode" in reason:
+            raise UserError(f"{path} holds Python code (a Lambda layer); refused: models are loaded without running code") from None
+        if "Could not locate class" in reason:
+            raise UserError(f"{path} holds layers this project does not know ({reason}): it is not a {project} model") from None
+        raise UserError(f"{path} is not a loadable Keras model ({reason})") from None
+
+
+def check_owner(project, path, shown):
+    """Stop when `path` (a .keras file, or a run's config.json) belongs to another project than `project`."""
+    owner = model_owner(path)
+    if owner is not None and owner != project:
+        raise UserError(f"{shown} is {_a(owner)} model, not {_a(project)} one; use it with python -m projects.{owner}")
+
+
+def model_owner(path):
+    """The project a .keras file (or the run folder holding it, or a run's config.json) belongs to; None when unsaid."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_json(path).get("project") if path.is_file() else None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if OWNER_ENTRY in archive.namelist():
+                return json.loads(archive.read(OWNER_ENTRY)).get("project")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except PermissionError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder; pass a run folder or a .keras file") from None
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise UserError(f"{path} is not a Keras model file (a .keras zip archive)") from None
+    return model_owner(path.parent / "config.json")
 
 
 def run_config(model_path, part="config"):

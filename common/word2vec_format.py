@@ -11,18 +11,16 @@ from common.errors import UserError
 
 
 def is_binary(path):
-    """Whether a word2vec file is binary: the line after the header is not `word` and N numbers."""
+    """Whether a word2vec file is binary: the line after the header is not a word and N printable values
+    (a text file with a malformed number is still a text file, and is reported as one)."""
     with open(path, "rb") as stream:
         header, first = stream.readline(), stream.readline(1 << 20)
     numbers = header.split()
     if len(numbers) != 2 or not all(n.isdigit() for n in numbers):
         raise UserError(f"{path} is not a word2vec file: its first line should be '<words> <dimensions>'")
     fields = first.decode("utf-8", errors="replace").split()
-    try:
-        [float(v) for v in fields[1:]]
-    except ValueError:
-        return True
-    return len(fields) != int(numbers[1]) + 1
+    printable = all(value.isascii() and value.isprintable() for value in fields[1:])
+    return not (printable and len(fields) == int(numbers[1]) + 1)
 
 
 def load(path):

@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -11,10 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from common import cli, vgg
+from common import cli, runs, vgg
 from common.errors import UserError
 from common.loop import TrainingLoop
-from conftest import assert_one_line_error, run_cli, run_python, run_killed_at_call as killed_at_call
+from conftest import assert_one_line_error, run_cli, run_killed_at_call as killed_at_call
 from projects.animegan import PROJECT, convert, data, model
 from projects.animegan import train as animegan
 from projects.animegan.gan import AnimeGAN
@@ -133,12 +134,30 @@ def test_prepare_writes_smoothed_copies_and_keeps_existing_ones(tmp_path, capsys
         Image.fromarray(array).save(style / f"{index}.jpg")
     (style / "notes.png").write_text("not a picture")
     out = data.prepare(argparse.Namespace(style=str(style), out=None))
-    assert "warning: skipped 1 of 4" in capsys.readouterr().err
+    assert "notes.png: not a readable image" in capsys.readouterr().err
     assert out == tmp_path / "style_smooth" and sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png"]
     stamp = (out / "0.png").stat().st_mtime_ns
     data.smooth_folder(style)
-    assert "warning: skipped 1 of 4" in capsys.readouterr().err
+    assert "notes.png: not a readable image" in capsys.readouterr().err
     assert (out / "0.png").stat().st_mtime_ns == stamp  # never overwritten
+
+
+@pytest.mark.backend_independent
+def test_prepare_with_no_readable_image_is_one_error_and_leaves_no_folder(tmp_path, capsys):
+    style = tmp_path / "style"
+    style.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (style / name).write_text("not a picture")
+    with pytest.raises(UserError, match=r"none of the 2 files in .*style is a readable image \(.*a.png.*\); nothing prepared"):
+        data.prepare(argparse.Namespace(style=str(style), out=None))
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == 2 and "b.jpg: not a readable image" in warned[1]  # one line per file
+    assert not (tmp_path / "style_smooth").exists()  # the folder it made is gone again
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(UserError, match="nothing prepared"):
+        data.prepare(argparse.Namespace(style=str(style), out=str(mine)))
+    assert mine.is_dir()  # a folder the user made stays
 
 
 # --- networks and training ------------------------------------------------------------------
@@ -299,8 +318,9 @@ def test_the_killed_run_resumed_to_the_losses_of_an_uninterrupted_one(trained, t
 # --- convert and export ---------------------------------------------------------------------
 
 
-def convert_args(model, source, out=None, max_side=2048):
-    return argparse.Namespace(model=str(model), input=str(source), out=None if out is None else str(out), max_side=max_side)
+def convert_args(model, source, out=None, max_side=2048, overwrite=False):
+    return argparse.Namespace(model=str(model), input=str(source), out=None if out is None else str(out), max_side=max_side,
+                              overwrite=overwrite)
 
 
 def test_convert_a_photo_of_any_size_and_mode(trained, converter, tmp_path):
@@ -311,8 +331,41 @@ def test_convert_a_photo_of_any_size_and_mode(trained, converter, tmp_path):
             assert result.size == size and result.mode == "RGB"
     assert convert.convert(convert_args(trained, tmp_path / "photo2.jpg")) == 0  # the command, default output name
     assert (tmp_path / "photo2_anime.jpg").is_file()
-    with pytest.raises(UserError, match="already exists"):
+    with pytest.raises(UserError, match="photo2_anime.jpg exists; pass --overwrite"):
         convert.convert(convert_args(trained, tmp_path / "photo2.jpg"))
+
+
+def test_convert_replaces_an_existing_output_only_with_overwrite(trained, tmp_path):
+    photo = picture(tmp_path / "photo.png", (20, 16))
+    original = photo.read_bytes()
+    existing = tmp_path / "photo_anime.png"
+    existing.write_bytes(b"the user's own file")
+    with pytest.raises(UserError, match="photo_anime.png exists; pass --overwrite to replace it"):
+        convert.convert(convert_args(trained, photo))
+    assert existing.read_bytes() == b"the user's own file"
+    with pytest.raises(UserError, match="is the input itself"):
+        convert.convert(convert_args(trained, photo, out=photo, overwrite=True))
+    assert photo.read_bytes() == original
+    assert convert.convert(convert_args(trained, photo, overwrite=True)) == 0
+    with Image.open(existing) as result:
+        assert result.size == (20, 16)
+
+    photos, anime = tmp_path / "photos", tmp_path / "anime"
+    photos.mkdir(), anime.mkdir()
+    picture(photos / "a.png", (20, 16))
+    picture(photos / "a.gif", (24, 16))  # would be a.png too: becomes a.gif.png
+    (anime / "a.png").write_bytes(b"an older picture")
+    (anime / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an empty folder; choose another --out, or pass --overwrite"):
+        convert.convert(convert_args(trained, photos, out=anime))
+    assert (anime / "a.png").read_bytes() == b"an older picture" and sorted(p.name for p in anime.iterdir()) == ["a.png", "notes.txt"]
+    with pytest.raises(UserError, match="is the input itself"):
+        convert.convert(convert_args(trained, photos, out=photos, overwrite=True))
+    assert convert.convert(convert_args(trained, photos, out=anime, overwrite=True)) == 0
+    assert sorted(p.name for p in anime.iterdir()) == ["a.gif.png", "a.png", "notes.txt"]
+    assert (anime / "notes.txt").read_text() == "mine"
+    with Image.open(anime / "a.png") as first, Image.open(anime / "a.gif.png") as second:
+        assert first.size == (20, 16) and second.size == (24, 16)
 
 
 @pytest.mark.backend_independent
@@ -323,6 +376,35 @@ def test_a_huge_photo_is_scaled_down_with_a_note(converter, tmp_path, capsys, mo
     assert "10000x40 scaled down to 500x2 (--max-side 500)" in capsys.readouterr().out
     with Image.open(tmp_path / "small.png") as result:
         assert result.size == (500, 2)
+
+
+@pytest.mark.backend_independent
+def test_an_image_over_the_pixel_limit_is_one_line_and_the_folder_goes_on(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses above twice this many pixels, warns above it
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    picture(photos / "a.png", (20, 16))
+    picture(photos / "big.png", (40, 40))  # 1,600 pixels: Pillow's warning only, and it is scaled down anyway
+    picture(photos / "huge.png", (50, 50))  # 2,500 pixels: refused
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        assert convert.convert(convert_args(trained, photos)) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "huge.png: more than 2,000 pixels, too many to open safely" in errors[0], errors
+    assert sorted(p.name for p in (tmp_path / "photos_anime").iterdir()) == ["a.png", "big.png"]
+    with pytest.raises(UserError, match="huge.png: more than 2,000 pixels"):
+        convert.convert(convert_args(trained, photos / "huge.png"))
+    assert not (photos / "huge_anime.png").exists()
+
+
+@pytest.mark.backend_independent
+def test_a_folder_of_which_nothing_converts_exits_non_zero_and_leaves_no_folder(trained, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "broken.png").write_text("not a picture")
+    assert convert.convert(convert_args(trained, photos)) == 1
+    assert "nothing written" in capsys.readouterr().out
+    assert not (tmp_path / "photos_anime").exists()
 
 
 @pytest.mark.backend_independent
@@ -355,20 +437,63 @@ def test_convert_a_video_frame_by_frame(converter, tmp_path):
 
 
 @pytest.mark.backend_independent
-def test_a_video_that_cannot_be_decoded_is_one_clear_error(converter, tmp_path):
+def test_a_video_that_cannot_be_decoded_is_one_clear_error(trained, converter, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x01 this is not a video" * 10)
     with pytest.raises(UserError, match="not a video that can be decoded"):
         convert.convert_video(converter, broken, tmp_path / "broken_anime.mp4")
-    assert not (tmp_path / "broken_anime.mp4").exists()
+    with pytest.raises(UserError, match="broken.mp4: not a video that can be decoded"):
+        convert.convert(convert_args(trained, broken))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
+
+
+def export_args(model, out, overwrite=False):
+    return argparse.Namespace(model=str(model), out=str(out), onnx=False, overwrite=overwrite)
 
 
 def test_export_reloads_and_converts_the_same(trained, tmp_path, capsys):
     out = tmp_path / "export"
-    convert.export(argparse.Namespace(model=str(trained), out=str(out), onnx=False))
+    convert.export(export_args(trained, out))
     assert (out / "generator.keras").is_file()
     assert (out / "saved_model").is_dir() == (keras.backend.backend() == "tensorflow")
     assert "checked after reloading" in capsys.readouterr().out
+
+    exported = (out / "generator.keras").read_bytes()
+    with pytest.raises(UserError, match="not an empty folder; choose another --out, or pass --overwrite"):
+        convert.export(export_args(trained, out))
+    assert (out / "generator.keras").read_bytes() == exported
+    existing = tmp_path / "mine.keras"
+    existing.write_bytes(b"the user's own model")
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match="mine.keras is a file; export writes a folder"):
+            convert.export(export_args(trained, existing, overwrite))
+    assert existing.read_bytes() == b"the user's own model"
+    convert.export(export_args(trained, out, overwrite=True))
+    assert runs.load_model(out / "generator.keras", PROJECT).count_params() == model.build_generator().count_params()
+
+
+@pytest.mark.backend_independent
+def test_another_projects_model_is_refused_in_one_line(trained, tmp_path):
+    dcgan = runs.save_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), tmp_path / "generator.keras", "dcgan")
+    photo = picture(tmp_path / "photo.png")
+    result = run_cli("projects.animegan", "convert", "--model", dcgan, "--input", photo)
+    assert_one_line_error(result, "generator.keras is a dcgan model, not an animegan one")
+    with pytest.raises(UserError, match="generator.keras is a dcgan model"):
+        convert.export(export_args(dcgan, tmp_path / "export"))
+    run = tmp_path / "dcgan_run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"project": "dcgan"}))
+    with pytest.raises(UserError, match="dcgan_run is a dcgan model"):
+        convert.convert(convert_args(run, photo))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dcgan_run", "generator.keras", "photo.png"]  # nothing written
+
+
+@pytest.mark.backend_independent
+def test_counts_below_one_are_refused():
+    with pytest.raises(UserError, match="--val-count must be at least 1, got 0"):
+        animegan.Config(val_count=0)
+    with pytest.raises(UserError, match="--max-side must be at least 16, got 0"):
+        convert.Converter("model.keras", max_side=0)
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -384,7 +509,7 @@ def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path, capsys):
     (photos / "readme.txt.png").write_text("not a picture")
     config = animegan.Config(photos=str(photos), style=str(style), crop_size=32, batch_size=4, val_count=2)
     pictures = animegan.load(config)
-    assert "warning: skipped 1 of 6" in capsys.readouterr().err
+    assert "readme.txt.png: not a readable image" in capsys.readouterr().err
     side = animegan.training_side(config)
     assert len(pictures.photos) == 5 and all(min(p.shape[:2]) == side and p.shape[2] == 3 for p in pictures.photos)
     assert pictures.style[0].shape[2] == 6 and pictures.validation.shape == (2, side, side, 3)
@@ -413,5 +538,5 @@ def test_missing_files_are_clear_errors(trained, tmp_path):
         convert.convert(convert_args(trained, text))
     with pytest.raises(UserError, match="no such file or folder"):
         convert.convert(convert_args(trained, tmp_path / "missing.jpg"))
-    with pytest.raises(UserError, match="not a loadable Keras model"):
+    with pytest.raises(UserError, match="notes.txt is not a Keras model file"):
         convert.convert(convert_args(text, picture(tmp_path / "p.png")))

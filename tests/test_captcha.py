@@ -12,14 +12,28 @@ from captcha.image import ImageCaptcha
 from PIL import Image
 
 from common import runs
+from common.cli import run_commands
 from common.errors import UserError
 from conftest import assert_one_line_error
+from projects.captcha import __main__ as captcha_cli
 from projects.captcha import data, labels, predict
 from projects.captcha import train as captcha
 from projects.captcha.model import alphabet_of, check_fits, decode, model_input_size, reader
 
 # Variable length (4 to 6 characters) throughout: the fixed-length default is the special case.
 TINY = ["--tiny", "--batch-size", "32", "--length", "4-6"]
+
+
+def run_captcha(*argv):
+    """`python -m projects.captcha ...` in this process (no second start-up); returns the exit status."""
+    with pytest.raises(SystemExit) as exit:
+        run_commands("python -m projects.captcha", "", captcha_cli.COMMANDS, [str(a) for a in argv])
+    return exit.value.code
+
+
+def file_bytes(folder):
+    """Every file under `folder` and its bytes, to show that a command changed none of them."""
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +117,8 @@ def test_evaluate_reads_run_folders_saved_before_resolved_settings(trained, tmp_
 def test_export_and_predict_read_exactly_as_the_trained_model(trained, cli, tmp_path):
     run_dir, _ = trained
     exported = tmp_path / "reader.keras"
-    result = cli("projects.captcha", "export", "--model", run_dir, "--out", exported)
+    exported.write_bytes(b"an older export")  # replaced: --overwrite says so
+    result = cli("projects.captcha", "export", "--model", run_dir, "--out", exported, "--overwrite")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reads 64 test captchas exactly" in result.stdout
 
@@ -116,9 +131,64 @@ def test_export_and_predict_read_exactly_as_the_trained_model(trained, cli, tmp_
     assert [os.path.basename(line[0]) for line in lines] == [p.name for p in paths]
 
     # The exported file, reloaded in another process, reads what the trained model reads here.
-    texts, confidence = read_files(runs.load_model(run_dir / "model.keras"), paths)
+    texts, confidence = read_files(runs.load_model(run_dir / "model.keras", "captcha"), paths)
     assert [line[1] for line in lines] == texts
     assert np.allclose([float(line[2]) for line in lines], confidence, atol=1e-4)
+
+
+@pytest.mark.backend_independent
+def test_export_never_replaces_an_existing_file(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    mine = tmp_path / "reader.keras"
+    mine.write_bytes(b"my own model")
+    assert run_captcha("export", "--model", run_dir, "--out", mine) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {mine} exists; pass --overwrite to replace it"]
+    assert mine.read_bytes() == b"my own model"
+
+
+@pytest.mark.backend_independent
+def test_commands_refuse_another_projects_model(tmp_path, capsys):
+    classifier = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    digits = runs.save_model(classifier, tmp_path / "digits.keras", "mnist_cnn")
+    unmarked = tmp_path / "unmarked.keras"
+    classifier.save(unmarked)  # saved by Keras alone: it does not say whose it is
+    captchas = captcha_files(tmp_path / "mine", ["7Z8Y"])
+    before = file_bytes(tmp_path)
+    for command, *flags in (("predict", captchas[0]), ("evaluate", "--data-dir", tmp_path / "mine"),
+                            ("export", "--out", tmp_path / "reader.keras")):
+        assert run_captcha(command, "--model", digits, *flags) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {digits} is a mnist_cnn model, not a captcha one; use it with python -m projects.mnist_cnn"
+        ]
+    assert run_captcha("predict", "--model", unmarked, captchas[0]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {unmarked} is not a captcha reader (it has no 'characters' layer)"]
+    assert file_bytes(tmp_path) == before  # no export written, no evaluation.json
+
+
+@pytest.mark.backend_independent
+def test_evaluate_scores_a_folder_without_its_huge_image(trained, tmp_path, monkeypatch, capsys):
+    run_dir, _ = trained
+    model = tmp_path / "model.keras"  # a copy: evaluation.json is written beside it, not into the shared run
+    model.write_bytes((run_dir / "model.keras").read_bytes())
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 15000)  # so that 200x200 stands for 15000x15000
+    captcha_files(tmp_path / "mine", ["7Z8Y", "AB12"])
+    Image.new("L", (200, 200), 255).save(tmp_path / "mine" / "HUGE.png")
+    assert run_captcha("evaluate", "--model", model, "--data-dir", tmp_path / "mine") == 1  # the rest scored, one skipped
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"warning: {tmp_path / 'mine' / 'HUGE.png'}: more than 30,000 pixels, too many to open safely; shrink it first; skipped"
+    ]
+    assert "2 captchas (1 of its files skipped)" in out and "full-sequence accuracy" in out
+    assert json.loads((tmp_path / "evaluation.json").read_text())["captchas"] == 2
+
+
+@pytest.mark.backend_independent
+def test_count_flag_is_a_whole_number_of_at_least_one(capsys):
+    for given, reason in (("0", "must be at least 1, got 0"), ("-3", "must be at least 1, got -3"), ("2.5", "'2.5' is not a whole number")):
+        assert run_captcha("evaluate", "--count", given) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: argument --count: {reason} (see python -m projects.captcha evaluate --help)"
+        ]
 
 
 def one_hot_logits(path, classes):
@@ -190,7 +260,8 @@ def test_lengths_and_settings_are_checked(tmp_path):
 
 @pytest.mark.backend_independent
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own, when it backs up TensorFlow variables
-def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
+def test_folder_with_bad_files_trains_on_the_rest(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 15000)  # so that 200x200 stands for 15000x15000
     folder = tmp_path / "mine"
     rng = random.Random(0)
     texts = ["".join(rng.choices("ABC123", k=rng.randint(4, 6))) for _ in range(30)]
@@ -199,13 +270,16 @@ def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     Image.new("RGB", (160, 60), "white").save(folder / "AB-12.png")  # not a label
     Image.new("RGB", (160, 60), "white").save(folder / "_0001.png")  # empty label
     (folder / "C123_9999.png").write_bytes(b"\x89PNG truncated")  # unreadable
+    Image.new("RGB", (200, 200), "white").save(folder / "CA12_0100.png")  # too many pixels
 
     found = data.read_folder(folder)
     warnings = capsys.readouterr().err
-    assert "skipped 1 of 34 files" in warnings and "characters other than letters and digits" in warnings
-    assert "empty label" in warnings and "not readable images (C123_9999.png)" in warnings
+    assert "skipped 1 of 35 files" in warnings and "characters other than letters and digits" in warnings
+    assert "empty label" in warnings
+    assert f"warning: {folder / 'C123_9999.png'}: not a readable image" in warnings  # one line per file, with its reason
+    assert f"warning: {folder / 'CA12_0100.png'}: more than 30,000 pixels, too many to open safely" in warnings
     assert "1 of the images" in warnings and "are not 160x60 like the others (1 of 200x60)" in warnings
-    assert len(found.texts) == 31 and found.alphabet == "123ABC"
+    assert len(found.texts) == 31 and found.alphabet == "123ABC" and found.skipped == 4
     assert found.x.shape == (31, 60, 160, 1) and found.x.dtype == np.uint8
 
     config = captcha.Config(data_dir=str(folder), epochs=2, batch_size=14, workers=0, out=str(tmp_path / "run"))
@@ -215,7 +289,7 @@ def test_folder_with_bad_files_trains_on_the_rest(tmp_path, capsys):
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["resolved"] == {"alphabet": "123ABC", "input_size": [160, 60]}
     assert saved["config"]["alphabet"] is None
-    model = runs.load_model(run_dir / "model.keras")
+    model = runs.load_model(run_dir / "model.keras", "captcha")
     assert alphabet_of(model) == "123ABC" and model.input_shape == (None, 60, 160, 1)
     assert model.output_shape == (None, 20, 7)  # 20 time steps for up to 6 characters; 6 characters + blank
 

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 from common import cli, datasets, images, report, runs
 from common.config import TrainConfig
 from common.errors import UserError
+from conftest import assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.backend_independent
 
@@ -46,12 +48,12 @@ def test_run_folders_are_never_reused(tmp_path):
 
 def test_resume_finds_the_newest_unfinished_run(tmp_path):
     finished = runs.new_run_dir("resume-demo")
-    runs.write_json(finished / "config.json", {"config": {}})
+    runs.write_json(finished / "config.json", {"config": {}, "project": "resume-demo"})
     runs.write_json(finished / "summary.json", {})
     with pytest.raises(UserError, match="no unfinished"):
         runs.find_resumable("resume-demo", "latest")
     unfinished = runs.new_run_dir("resume-demo")
-    runs.write_json(unfinished / "config.json", {"config": {}})
+    runs.write_json(unfinished / "config.json", {"config": {}, "project": "resume-demo"})
     assert runs.find_resumable("resume-demo", "latest") == unfinished
     with pytest.raises(UserError, match="already finished"):
         runs.find_resumable("resume-demo", str(finished))
@@ -154,9 +156,136 @@ def test_skipped_images_are_one_warning_line(tmp_path, capsys):
     opened = images.open_all(images.list_images(tmp_path))
     assert [path.name for path, _ in opened] == ["good.png"]
     err = capsys.readouterr().err
-    assert err.startswith("warning: skipped 1 of 2 files that are not readable images") and err.count("\n") == 1
+    assert err.startswith(f"warning: {tmp_path / 'bad.png'}: not a readable image") and err.endswith("; skipped\n")
+    assert err.count("\n") == 1
 
 
 def test_another_projects_failed_training_is_one_clear_error(capfd):
     with pytest.raises(UserError, match="training the no_such_project project failed"):
         report.train_other_project("no_such_project", "--tiny")
+
+
+# --- Bad input: one line, and nothing the user has is changed ------------------------------
+
+
+def snapshot(folder):
+    """Every file under `folder`, with its bytes."""
+    return {p: p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_a_huge_image_is_one_line_and_the_rest_of_the_folder_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # so that 100x100 stands for 15000x15000
+    for name in ("a.png", "b.png"):
+        save(tmp_path, name, Image.new("L", (20, 20)))
+    save(tmp_path, "huge.png", Image.new("L", (100, 100)))
+    opened = images.open_all(images.list_images(tmp_path), "L")
+    assert [path.name for path, _ in opened] == ["a.png", "b.png"]
+    err = capsys.readouterr().err
+    assert err == f"warning: {tmp_path / 'huge.png'}: more than 2,000 pixels, too many to open safely; shrink it first; skipped\n"
+    with pytest.raises(UserError, match="more than 2,000 pixels"):
+        images.open_within(tmp_path / "huge.png", 64)
+
+
+def test_an_input_folder_without_images_is_skipped_when_others_remain(tmp_path, capsys):
+    save(tmp_path, "digit.png", Image.new("L", (20, 20)))
+    (tmp_path / "empty").mkdir()
+    assert images.expand_inputs([tmp_path / "empty", tmp_path / "digit.png"]) == [tmp_path / "digit.png"]
+    assert capsys.readouterr().err.startswith(f"warning: {tmp_path / 'empty'} holds no images")
+    with pytest.raises(UserError, match="no image files in"):
+        images.expand_inputs([tmp_path / "empty"])
+
+
+def test_out_must_be_a_new_or_empty_folder_and_is_never_touched_otherwise(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"jpeg")
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match="--out .*notes.txt is a file; name a folder for the run"):
+        runs.new_run_dir("demo", tmp_path / "notes.txt")
+    with pytest.raises(UserError, match="--out .*photos is a folder with other files in it; name a new or empty folder"):
+        runs.new_run_dir("demo", tmp_path / "photos")
+    assert snapshot(tmp_path) == before
+    (tmp_path / "empty").mkdir()
+    assert runs.new_run_dir("demo", tmp_path / "empty") == tmp_path / "empty"
+
+
+def test_config_naming_a_folder_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="is a folder, not a JSON file"):
+        cli.read_config_file(tmp_path, TrainConfig)
+
+
+def test_resuming_another_projects_run_is_refused_before_anything_is_written(tmp_path):
+    run = tmp_path / "captcha-run"
+    runs.write_json(run / "config.json", {"config": {"epochs": 3}, "project": "captcha"})
+    (run / "metrics.csv").write_text("epoch,loss\n0,1.0\n")
+    before = snapshot(run)
+    result = run_cli("projects.mnist_cnn", "train", "--resume", run)
+    assert_one_line_error(result, f"{run} is a captcha run, not a mnist_cnn one; continue it with "
+                                  f"python -m projects.captcha train --resume {run}")
+    assert snapshot(run) == before
+
+
+def tiny_model(*layers):
+    import keras
+
+    return keras.Sequential([keras.Input((2,)), *layers, keras.layers.Dense(1)])
+
+
+def test_a_model_is_loaded_only_by_its_own_project(tmp_path):
+    import keras
+
+    saved = runs.save_model(tiny_model(), tmp_path / "generator.keras", "dcgan")
+    assert runs.load_model(saved, "dcgan").output_shape == (None, 1)
+    with pytest.raises(UserError, match="generator.keras is a dcgan model, not a mnist_cnn one; use it with python -m projects.dcgan"):
+        runs.load_model(saved, "mnist_cnn")
+    run = tmp_path / "run"  # a file Keras saved (no project inside), in another project's run folder
+    runs.write_json(run / "config.json", {"project": "captcha"})
+    tiny_model().save(run / "model.keras")
+    for given in (run, run / "model.keras"):
+        with pytest.raises(UserError, match="is a captcha model, not a mnist_cnn one"):
+            runs.load_model(runs.model_path("mnist_cnn", str(given)), "mnist_cnn")
+    save(tmp_path, "photo.jpg", Image.new("RGB", (8, 8)))
+    with pytest.raises(UserError, match="photo.jpg is not a Keras model file"):
+        runs.load_model(tmp_path / "photo.jpg", "mnist_cnn")
+    tiny_model(keras.layers.Lambda(lambda x: x * 2)).save(tmp_path / "code.keras")
+    with pytest.raises(UserError, match="code.keras holds Python code \\(a Lambda layer\\); refused"):
+        runs.load_model(tmp_path / "code.keras", "mnist_cnn")
+
+
+def test_existing_files_are_replaced_only_when_asked(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"mine")
+    with pytest.raises(UserError, match="model.keras exists; pass --overwrite to replace it"):
+        runs.check_new_file(tmp_path / "model.keras")
+    assert runs.check_new_file(tmp_path / "model.keras", overwrite=True) == tmp_path / "model.keras"
+    assert (tmp_path / "model.keras").read_bytes() == b"mine"
+    with pytest.raises(UserError, match="is a folder; name a file"):
+        runs.check_new_file(tmp_path)
+
+
+@pytest.mark.parametrize("text, message", [("0", "must be at least 1, got 0"), ("-5", "must be at least 1"), ("x", "'x' is not a whole number")])
+def test_count_flags_refuse_what_counts_nothing(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        cli.count(text)
+    assert cli.count("3") == 3
+
+
+def test_a_path_traversal_archive_says_so(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(UserError, match="holds a member it is not safe to extract .*refusing to extract"):
+        datasets.safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_word2vec_text_file_with_a_bad_number_is_called_a_text_file(tmp_path):
+    from common import word2vec_format
+
+    (tmp_path / "vectors.txt").write_text("2 3\ngood 0.1 0.2 0.3\nbad 0.1 zero 0.3\n")
+    with pytest.raises(UserError, match="is not a valid word2vec text file"):
+        word2vec_format.load(tmp_path / "vectors.txt")

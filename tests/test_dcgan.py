@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -83,16 +84,14 @@ def test_generate_writes_pngs_or_one_array(trained, tmp_path):
     with np.load(tmp_path / "many.npz") as saved:
         generated = saved["images"]
     assert generated.shape == (7, 28, 28, 1) and generated.dtype == np.uint8 and generated.std() > 0
-    with pytest.raises(UserError, match="already exists"):
-        generate(argparse.Namespace(model=str(trained), n=7, out=str(tmp_path / "many.npz"), seed=0))
 
-    generate(argparse.Namespace(model=str(trained), n=5, out=str(tmp_path / "pngs"), seed=0))
+    generate(argparse.Namespace(model=str(trained), n=5, out=str(tmp_path / "pngs"), seed=0, overwrite=False))
     files = sorted((tmp_path / "pngs").iterdir())
     assert [f.name for f in files] == [f"{i}.png" for i in range(5)]
     with Image.open(files[0]) as image:
         assert image.size == (28, 28) and image.mode == "L"
 
-    generator = runs.load_model(trained / "generator.keras")
+    generator = runs.load_model(trained / "generator.keras", "dcgan")
     raw = keras.ops.convert_to_numpy(generator(np.random.default_rng(0).standard_normal((16, 100)).astype("float32")))
     assert raw.shape == (16, 28, 28, 1) and -1 <= raw.min() < raw.max() <= 1
     assert np.array_equal(draw(generator, 7, 3), generated)  # the seed fixes the images
@@ -100,19 +99,90 @@ def test_generate_writes_pngs_or_one_array(trained, tmp_path):
         draw(generator, 1, 0, label=0)
 
 
+def snapshot(folder):
+    """Every file under `folder` and its bytes: what a refused command must leave as it was."""
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def generate_args(model, out, n=3, overwrite=False):
+    return argparse.Namespace(model=str(model), n=n, out=str(out), seed=0, overwrite=overwrite)
+
+
+@pytest.mark.backend_independent
+def test_generate_never_replaces_a_file_unless_told_to(trained, tmp_path):
+    (tmp_path / "pngs").mkdir()
+    (tmp_path / "pngs" / "1.png").write_bytes(b"the user's picture")
+    (tmp_path / "pngs" / "notes.txt").write_bytes(b"the user's notes")
+    (tmp_path / "digits.npz").write_bytes(b"the user's array")
+    (tmp_path / "digits").write_bytes(b"a file, not a folder")
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match=r"pngs/1\.png exists; pass --overwrite to replace it"):
+        generate(generate_args(trained, tmp_path / "pngs"))
+    with pytest.raises(UserError, match=r"digits\.npz exists; pass --overwrite to replace it"):
+        generate(generate_args(trained, tmp_path / "digits.npz"))
+    with pytest.raises(UserError, match="digits is a file; name a folder for PNG files, or a .npz file"):
+        generate(generate_args(trained, tmp_path / "digits", overwrite=True))
+    assert snapshot(tmp_path) == before  # byte for byte, and nothing added
+
+    generate(generate_args(trained, tmp_path / "pngs", overwrite=True))
+    generate(generate_args(trained, tmp_path / "digits.npz", overwrite=True))
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == ["0.png", "1.png", "2.png", "notes.txt"]
+    with Image.open(tmp_path / "pngs" / "1.png") as image:
+        assert image.size == (28, 28)
+    assert (tmp_path / "pngs" / "notes.txt").read_bytes() == b"the user's notes"
+    with np.load(tmp_path / "digits.npz") as saved:
+        assert saved["images"].shape == (3, 28, 28, 1)
+
+
+@pytest.mark.backend_independent
+def test_models_of_another_project_are_refused_in_one_line(trained, tmp_path):
+    small = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    runs.save_model(small, tmp_path / "gan.keras", "dcgan")
+    runs.save_model(small, tmp_path / "digits.keras", "mnist_cnn")
+    before = snapshot(tmp_path), snapshot(trained)
+    evaluate_args = dict(model=str(trained), dataset="mnist", data_dir=None, n=10, seed=0)
+    for classifier in (tmp_path / "gan.keras", trained):  # a dcgan model file, a dcgan run folder
+        with pytest.raises(UserError, match=f"^{re.escape(str(classifier))} is a dcgan model, not a mnist_cnn one; use it with python -m projects.dcgan$"):
+            evaluate(argparse.Namespace(classifier=str(classifier), **evaluate_args))
+    with pytest.raises(UserError, match="digits.keras is a mnist_cnn model, not a dcgan one; use it with python -m projects.mnist_cnn"):
+        generate(generate_args(tmp_path / "digits.keras", tmp_path / "new.npz"))
+    assert (snapshot(tmp_path), snapshot(trained)) == before
+
+
+@pytest.mark.backend_independent
+def test_count_flags_take_whole_numbers_of_at_least_one(tmp_path):
+    result = run_cli("projects.dcgan", "generate", "--n", "0", "--out", tmp_path / "x.npz")
+    assert_one_line_error(result, "argument --n: must be at least 1, got 0")
+    result = run_cli("projects.dcgan", "evaluate", "--n", "many")
+    assert_one_line_error(result, "argument --n: 'many' is not a whole number")
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(UserError, match="--n must be at least 2, got 1"):  # a covariance needs two images
+        evaluate(argparse.Namespace(model=None, classifier=None, dataset=None, data_dir=None, n=1, seed=0))
+
+
+@pytest.mark.backend_independent
+def test_train_out_an_existing_file_is_refused_and_the_file_kept(tmp_path):
+    existing = tmp_path / "notes.txt"
+    existing.write_bytes(b"the user's notes")
+    with pytest.raises(UserError, match=f"^--out {re.escape(str(existing))} is a file; name a folder for the run$"):
+        train(Config(tiny=True, out=str(existing)))
+    assert snapshot(tmp_path) == {existing: b"the user's notes"}
+
+
 def test_a_conditional_gan_draws_the_class_asked_for(tmp_path):
     run_dir = tmp_path / "run"
     train(Config(tiny=True, conditional=True, image_size=16, width=8, discriminator_width=8, batch_size=32, epochs=1, out=str(run_dir)))
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["config"]["conditional"] is True and saved["resolved"]["classes"] == 2
-    generator = runs.load_model(run_dir / "generator.keras")
+    generator = runs.load_model(run_dir / "generator.keras", "dcgan")
     assert classes_of(generator) == 2  # the tiny set's squares and discs
     squares, discs = draw(generator, 4, 0, label=0), draw(generator, 4, 0, label=1)
     assert squares.shape == (4, 16, 16, 3) and not np.array_equal(squares, discs)  # same noise: the label alone differs
     assert np.array_equal(draw(generator, 4, 0)[1::2], draw(generator, 4, 0, label=1)[1::2])  # classes in turn
-    with pytest.raises(UserError, match="--label 2"):
-        draw(generator, 1, 0, label=2)
-    discriminator = runs.load_model(run_dir / "discriminator.keras")
+    for label in (2, -1):
+        with pytest.raises(UserError, match=f"--label {label}: this generator draws classes 0 to 1"):
+            draw(generator, 1, 0, label=label)
+    discriminator = runs.load_model(run_dir / "discriminator.keras", "dcgan")
     image = np.zeros((1, 16, 16, 3), np.float32)
     logits = [float(keras.ops.convert_to_numpy(discriminator([image, np.array([[k]])]))[0, 0]) for k in (0, 1)]
     assert logits[0] != logits[1]  # it judges the image as the class it is said to be
@@ -127,7 +197,7 @@ def test_evaluate_scores_generated_digits_with_a_classifier(trained, tmp_path):
         [keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
          keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10), keras.layers.Activation("softmax")]
     )
-    runs.save_model(classifier, tmp_path / "classifier.keras")
+    runs.save_model(classifier, tmp_path / "classifier.keras", "mnist_cnn")
     result = run_cli("projects.dcgan", "evaluate", "--model", trained, "--classifier", tmp_path / "classifier.keras",
                      "--data-dir", tmp_path, "--n", "100")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -186,7 +256,8 @@ def mixed_folder(folder):
 def test_a_folder_of_mixed_images_trains_and_skips_bad_files(tmp_path, capsys):
     good = mixed_folder(tmp_path / "mine")
     x, skipped = data.read_folder(tmp_path / "mine", 16, "RGB")
-    assert "warning: skipped 2 of 8 files" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("; skipped\n") == 2 and "broken.png: not a readable image" in err and "notes.jpg" in err
     assert x.shape == (good, 16, 16, 3) and x.dtype == np.uint8 and skipped == 2
     grey, _ = data.read_folder(tmp_path / "mine", 20, "L")
     assert grey.shape == (good, 20, 20, 1)
@@ -198,8 +269,22 @@ def test_a_folder_of_mixed_images_trains_and_skips_bad_files(tmp_path, capsys):
         "dataset": "folder", "image_size": 16, "mode": "rgb", "conditional": False, "images": 6, "classes": 0}
     with pytest.raises(UserError, match="learnt the images in"):  # no digits to score
         evaluate(argparse.Namespace(model=str(run_dir), classifier=None, dataset=None, data_dir=None, n=10, seed=0))
-    generator = runs.load_model(run_dir / "generator.keras")
+    generator = runs.load_model(run_dir / "generator.keras", "dcgan")
     assert generator.output_shape == (None, 16, 16, 3)
+
+
+@pytest.mark.backend_independent
+def test_a_huge_image_in_a_folder_is_skipped_and_the_rest_read(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for index in range(3):
+        Image.new("RGB", (20, 20), (80 * index, 0, 0)).save(folder / f"good{index}.png")
+    Image.new("RGB", (100, 100)).save(folder / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # so 100x100 stands for a 15000x15000 photo
+    x, labels, description = data.load("folder", str(folder), 16, "rgb", seed=0)
+    assert x.shape == (3, 16, 16, 3) and labels is None and "(1 skipped)" in description
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and f"{folder / 'huge.png'}: more than 2,000 pixels" in warnings[0], warnings
 
 
 @pytest.mark.backend_independent

@@ -11,8 +11,10 @@ import pytest
 from gensim.models import KeyedVectors
 
 from common import runs, text, word2vec_format
+from common.cli import run_commands
 from common.errors import UserError
 from conftest import ROOT, assert_one_line_error
+from projects.imdb_lstm import __main__ as imdb_cli
 from projects.imdb_lstm import data
 from projects.imdb_lstm import train as imdb
 from projects.imdb_lstm.model import MaskedGlobalMaxPooling1D
@@ -38,6 +40,13 @@ def run_with_stdin(stdin, *args):
     return subprocess.run(
         [sys.executable, "-m", *map(str, args)], cwd=ROOT, input=stdin, capture_output=True, timeout=300
     )
+
+
+def run_imdb(*argv):
+    """`python -m projects.imdb_lstm ...` in this process (no second start-up); returns the exit status."""
+    with pytest.raises(SystemExit) as exit:
+        run_commands("python -m projects.imdb_lstm", "", imdb_cli.COMMANDS, [str(a) for a in argv])
+    return exit.value.code
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +122,24 @@ def test_predict_reads_arguments_files_and_stdin(trained, tmp_path):
     assert by_text["great"] == "positive" and by_text["awful"] == "negative" and by_text["a"] == "positive"
 
 
+@pytest.mark.backend_independent
+def test_commands_refuse_another_projects_model(tmp_path, capsys):
+    import keras
+
+    classifier = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    digits = runs.save_model(classifier, tmp_path / "digits.keras", "mnist_cnn")  # no vocabulary.txt: the model is the problem
+    before = digits.read_bytes()
+    for command, *flags in (("predict", "a great film"), ("evaluate", "--tiny")):
+        assert run_imdb(command, "--model", digits, *flags) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {digits} is a mnist_cnn model, not an imdb_lstm one; use it with python -m projects.mnist_cnn"
+        ]
+    assert digits.read_bytes() == before and sorted(tmp_path.iterdir()) == [digits]
+
+
 def test_a_padded_review_scores_as_it_does_alone(trained):
     run_dir, _ = trained
-    model = runs.load_model(run_dir / "model.keras")
+    model = runs.load_model(run_dir / "model.keras", "imdb_lstm")
     vocabulary = data.Vocabulary.load(run_dir / "vocabulary.txt")
     review = data.encode(text.tokenize("the plot was dull but the actor was great"), vocabulary, 500)
     longer = data.encode(text.tokenize("a film " * 40 + "awful"), vocabulary, 500)

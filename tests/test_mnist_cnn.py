@@ -12,10 +12,25 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from common import runs
+from common.cli import run_commands
 from conftest import ROOT, assert_one_line_error
+from projects.mnist_cnn import __main__ as mnist_cli
 from projects.mnist_cnn import data
 
 TINY = ["--tiny", "--batch-size", "64"]
+
+
+def run_mnist(*argv):
+    """`python -m projects.mnist_cnn ...` in this process (no second start-up); returns the exit status."""
+    with pytest.raises(SystemExit) as exit:
+        run_commands("python -m projects.mnist_cnn", "", mnist_cli.COMMANDS, [str(a) for a in argv])
+    return exit.value.code
+
+
+def file_bytes(folder):
+    """Every file under `folder` and its bytes, to show that a command changed none of them."""
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +113,45 @@ def test_predict_non_image_is_one_line_error(trained, cli, tmp_path):
 
 
 @pytest.mark.backend_independent
+def test_predict_skips_a_huge_image_and_a_folder_without_images(trained, tmp_path, monkeypatch, capsys):
+    run_dir, _ = trained
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # so that 100x100 stands for 15000x15000
+    good = tmp_path / "good"
+    good.mkdir()
+    for index, digit in enumerate(data.tiny_digits(2, seed=5)[0]):
+        Image.fromarray(digit).save(good / f"digit{index}.png")
+    Image.new("L", (100, 100), 255).save(good / "huge.png")
+    (tmp_path / "empty").mkdir()
+    assert run_mnist("predict", "--model", run_dir, tmp_path / "empty", good) == 1  # one file failed; the rest were read
+    out, err = capsys.readouterr()
+    assert [os.path.basename(line.split("\t")[0]) for line in out.splitlines()] == ["digit0.png", "digit1.png"]
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {good / 'huge.png'}: more than 2,000 pixels, too many to open safely; shrink it first"]
+    assert f"warning: {tmp_path / 'empty'} holds no images" in err
+    assert run_mnist("predict", "--model", run_dir, tmp_path / "empty") == 2  # nothing at all to read
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: no image files in {tmp_path / 'empty'}"
+
+
+@pytest.mark.backend_independent
+def test_predict_refuses_another_projects_model(tmp_path, capsys):
+    import keras
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray(data.tiny_digits(1)[0][0]).save(digit)
+    generator = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    generator_file = runs.save_model(generator, tmp_path / "generator.keras", "dcgan")
+    dcgan_run = tmp_path / "dcgan_run"  # its config names no MNIST dataset: read first, it was a KeyError
+    runs.write_json(dcgan_run / "config.json", {"project": "dcgan", "config": {"dataset": None}})
+    generator.save(dcgan_run / "model.keras")
+    before = file_bytes(tmp_path)
+    for model in (generator_file, dcgan_run, dcgan_run / "model.keras"):
+        assert run_mnist("predict", "--model", model, digit) == 2
+        message = "is a dcgan model, not a mnist_cnn one; use it with python -m projects.dcgan"
+        assert capsys.readouterr().err.splitlines() == [f"error: {dcgan_run if model == dcgan_run else model} {message}"]
+    assert file_bytes(tmp_path) == before
+
+
+@pytest.mark.backend_independent
 def test_existing_run_is_never_overwritten(trained, cli):
     run_dir, _ = trained
     before = (run_dir / "model.keras").read_bytes()
@@ -116,7 +170,8 @@ def test_bad_input_is_one_line(cli, tmp_path):
     assert_one_line_error(cli("projects.mnist_cnn", "train", *TINY, "--lr", "-0.1"), "--lr must be positive")
     assert_one_line_error(cli("projects.mnist_cnn", "predict", "--model", tmp_path / "none.keras", "x.png"), "does not exist")
     (tmp_path / "fake.keras").write_text("not a model")
-    assert_one_line_error(cli("projects.mnist_cnn", "predict", "--model", tmp_path / "fake.keras", tmp_path), "no images")
+    result = cli("projects.mnist_cnn", "predict", "--model", tmp_path / "fake.keras", tmp_path)
+    assert_one_line_error(result, "fake.keras is not a Keras model file")
 
 
 @pytest.mark.backend_independent

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ from common.errors import UserError
 from common.loop import CHECKPOINT
 from conftest import assert_one_line_error
 from projects.style_transfer import PROJECT, data, losses, optimize, stylize, train
+from projects.style_transfer.__main__ import add_export_flags, add_stylize_flags
 from projects.style_transfer.model import build_transform_net
 
 # A random VGG16 cut after block 2 keeps every test cheap; the code paths are those of the real recipe.
@@ -33,6 +35,13 @@ def photo_file(path, size=(40, 28), mode="RGB", **save):
     picture = data.tiny_photos(1, max(48, *size), seed=len(str(path)))[0].resize(size)
     picture.convert(mode).save(path, **save)
     return path
+
+
+def parsed(add_flags, *argv):
+    """A command's arguments as its own flags parse them."""
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    return parser.parse_args([str(arg) for arg in argv])
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +188,14 @@ def test_fast_network_trains_and_paints_any_size(trained, cli, tmp_path):
 
 
 def test_export_reloads_with_the_same_output(trained, tmp_path):
-    exported = stylize.export(argparse.Namespace(model=str(trained), out=str(tmp_path / "stylizer.keras")))
-    net, reloaded = runs.load_model(trained / "model.keras"), runs.load_model(exported)
+    # An existing file is left exactly as it was, unless --overwrite says to replace it.
+    target = tmp_path / "existing.keras"
+    target.write_bytes(b"the user's own file")
+    with pytest.raises(UserError, match=f"^{re.escape(str(target))} exists; pass --overwrite to replace it$"):
+        stylize.export(parsed(add_export_flags, "--model", trained, "--out", target))
+    assert target.read_bytes() == b"the user's own file"
+    exported = stylize.export(parsed(add_export_flags, "--model", trained, "--out", target, "--overwrite"))
+    net, reloaded = runs.load_model(trained / "model.keras", PROJECT), runs.load_model(exported, PROJECT)
     x = np.random.default_rng(2).uniform(0, 255, (1, 29, 51, 3)).astype(np.float32)
     expected = np.clip(np.rint(keras.ops.convert_to_numpy(net.predict_on_batch(x))), 0, 255)
     got = keras.ops.convert_to_numpy(reloaded.predict_on_batch(x))
@@ -308,3 +323,69 @@ def test_commands_fail_in_one_line(cli, tmp_path):
                  "--backbone-weights", tmp_path / "nowhere.h5", "--out", tmp_path / "out")
     assert_one_line_error(result, "nowhere.h5: no such file")  # flags are checked before any image is read
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.backend_independent
+def test_stylize_never_replaces_or_deletes_what_the_user_has(trained, tmp_path, capsys):
+    (tmp_path / "notes.png").write_text("not a picture")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    # Every input failed: exit status 1, and the empty folder the user made is still there.
+    assert stylize.stylize(parsed(add_stylize_flags, "--model", trained, "--input", tmp_path / "notes.png", "--out", mine)) == 1
+    assert "notes.png: not a readable image" in capsys.readouterr().err
+    assert mine.is_dir() and not any(mine.iterdir())
+    # A folder the command made for itself, and left empty, goes again.
+    new = tmp_path / "new"
+    assert stylize.stylize(parsed(add_stylize_flags, "--model", trained, "--input", tmp_path / "notes.png", "--out", new)) == 1
+    assert not new.exists()
+
+    # Two photos with one name get two results; painting into the same folder again is refused.
+    (tmp_path / "other").mkdir()
+    photos = [photo_file(tmp_path / "photo.png", (24, 20)), photo_file(tmp_path / "other" / "photo.jpg", (20, 24))]
+    assert stylize.stylize(parsed(add_stylize_flags, "--model", trained, "--input", *photos, "--out", mine)) == 0
+    results = {path.name: path.read_bytes() for path in mine.iterdir()}
+    assert sorted(results) == ["photo.png", "photo_2.png"]
+    with pytest.raises(UserError, match="is a folder with other files in it; name a new or empty folder"):
+        stylize.stylize(parsed(add_stylize_flags, "--model", trained, "--input", *photos, "--out", mine))
+    assert {path.name: path.read_bytes() for path in mine.iterdir()} == results
+
+    # --out naming a file, either way of stylizing: refused, the file unchanged.
+    listing = tmp_path / "list.txt"
+    listing.write_text("mine")
+    with pytest.raises(UserError, match=f"^--out {re.escape(str(listing))} is a file; name a folder for the run$"):
+        stylize.stylize(parsed(add_stylize_flags, "--model", trained, "--input", photos[0], "--out", listing))
+    with pytest.raises(UserError, match=f"^--out {re.escape(str(listing))} is a file; name a folder for the run$"):
+        stylize.stylize(parsed(add_stylize_flags, "--content", photos[0], "--style", photos[1], "--iterations", "1",
+                               "--out", listing, *VGG))
+    assert listing.read_text() == "mine"
+
+
+@pytest.mark.backend_independent
+def test_another_projects_model_is_refused_in_one_line(cli, tmp_path):
+    mnist = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    path = runs.save_model(mnist, tmp_path / "mnist.keras", "mnist_cnn")
+    photo = photo_file(tmp_path / "p.png")
+    out = tmp_path / "out"
+    result = cli("projects.style_transfer", "stylize", "--model", path, "--input", photo, "--out", out)
+    assert_one_line_error(result, f"{path} is a mnist_cnn model, not a style_transfer one")
+    assert not out.exists()
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(UserError, match="mnist.keras is a mnist_cnn model, not a style_transfer one"):
+        stylize.export(parsed(add_export_flags, "--model", path))
+    with pytest.raises(UserError, match="mnist.keras is a mnist_cnn model, not a style_transfer one"):
+        train.evaluate(argparse.Namespace(model=str(path), input=[str(photo)], max_size=None, style=None, backbone=None,
+                                          backbone_weights=None))
+    assert sorted(tmp_path.iterdir()) == before  # no stylizer.keras, no evaluation.json beside it
+    # A model file that names no project is still no style-transfer network.
+    mnist.save(tmp_path / "plain.keras")
+    with pytest.raises(UserError, match=r"plain.keras takes inputs of shape \(None, 28, 28, 1\), not RGB images of any size"):
+        stylize.export(parsed(add_export_flags, "--model", tmp_path / "plain.keras"))
+    assert not (tmp_path / "stylizer.keras").exists()
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_count_flags_are_whole_numbers_of_at_least_one(value, capsys):
+    with pytest.raises(SystemExit):
+        parsed(add_stylize_flags, "--batch-size", value)
+    assert "argument --batch-size" in capsys.readouterr().err

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from common import text, word2vec_format
@@ -121,6 +122,28 @@ def test_keras_engine_learns_a_planted_structure(tmp_path):
     assert timing.words == 4 * 24_000 and timing.samples_per_second > 0
 
 
+def test_the_tiny_word2vec_run_learns_its_planted_structure(tmp_path):
+    """`train --tiny` as a user types it (its own recipe, not the IMDB one, whose 4,096-centre steps diverge on
+    52 words): the loss falls, and the planted words' nearest neighbours are mostly words of their own topic."""
+    from projects.word2vec.__main__ import main
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--tiny", "--out", str(run_dir)])
+    assert exited.value.code == 0
+    losses = pd.read_csv(run_dir / "metrics.csv")["loss"]
+    assert losses.iloc[-1] < losses.iloc[0] < 5, list(losses)  # 6 log 2 = 4.2 at the start, when every score is 0
+    word_vectors = word2vec_format.load(run_dir / "vectors.bin")
+    topics, per_topic, top = 6, 8, 7
+    same = []
+    for t in range(topics):
+        for w in range(per_topic):
+            found = [n for n, _ in word_vectors.most_similar(f"t{t}w{w}", topn=top)]
+            same.append(np.mean([n.startswith(f"t{t}w") for n in found]))
+    chance = (per_topic - 1) / (len(word_vectors) - 1)  # 7 topic mates among the 51 other words
+    assert np.mean(same) > max(0.8, 4 * chance), (np.mean(same), chance)
+
+
 @pytest.mark.backend_independent
 def test_export_round_trips_through_gensim(tmp_path):
     rng = np.random.default_rng(0)
@@ -149,6 +172,41 @@ def test_both_engines_train_export_and_evaluate_from_the_command_line(cli, tmp_p
     assert result.returncode == 0 and result.stdout.startswith("t0w1: "), result.stderr[-2000:]
     result = cli("projects.word2vec", "neighbours", "--vectors", run_dir, "nosuchword")
     assert_one_line_error(result, "not in the vocabulary: nosuchword")
+
+
+@pytest.mark.backend_independent
+def test_neighbours_lists_the_known_words_and_warns_about_the_others(tmp_path, capsys):
+    from projects.word2vec.__main__ import main
+
+    def neighbours(*args):
+        with pytest.raises(SystemExit) as exited:
+            main(["neighbours", "--vectors", str(path), *args])
+        out, err = capsys.readouterr()
+        return exited.value.code, out, err.splitlines()
+
+    path = tmp_path / "vectors.txt"
+    vectors.export(vectors.keyed_vectors(["good", "bad", "film"], np.eye(3, dtype=np.float32) + 0.1), tmp_path)
+    before = path.read_bytes()
+    status, out, err = neighbours("good", "nosuchword", "film", "--top", "2")
+    assert status == 1 and [line.split(":")[0] for line in out.splitlines()] == ["good", "film"], (status, out)
+    assert err == ["warning: nosuchword: not in the vocabulary; skipped"]
+    assert neighbours("nosuchword", "other") == (2, "", ["error: not in the vocabulary: nosuchword, other"])
+    for top in ("0", "-5", "two"):
+        status, out, err = neighbours("good", "--top", top)
+        assert status == 2 and out == "" and len(err) == 1 and err[0].startswith("error: argument --top: "), err
+    assert path.read_bytes() == before
+
+
+@pytest.mark.backend_independent
+def test_resume_refuses_another_projects_run_and_leaves_it_untouched(cli, tmp_path):
+    run_dir = tmp_path / "captcha-run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"project": "captcha", "config": {}}))
+    (run_dir / "metrics.csv").write_text("epoch,loss\n0,1.5\n")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    result = cli("projects.word2vec", "train", "--resume", run_dir)
+    assert_one_line_error(result, str(run_dir), "captcha run, not a word2vec one")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
 @pytest.mark.backend_independent

@@ -22,6 +22,7 @@ def add_convert_flags(parser):
     parser.add_argument("--out", help="file or folder to write (default: beside the input, named <name>_anime)")
     parser.add_argument("--max-side", type=int, default=2048,
                         help="larger photos and frames are scaled down to this many pixels on their longer side (default: 2048)")
+    cli.add_overwrite_flag(parser)
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                         help="compute in float16 (GPU) / bfloat16 (CPU), about a third faster on a CPU that does it natively; default: on where the "
                              "hardware does it natively (a GPU, a CPU with AVX-512 BF16 or AMX)")
@@ -29,8 +30,9 @@ def add_convert_flags(parser):
 
 def add_export_flags(parser):
     add_model_flag(parser)
-    parser.add_argument("--out", help="folder to write (default: export/ beside the model)")
+    parser.add_argument("--out", help="folder to write, new or empty (default: export/ beside the model)")
     parser.add_argument("--onnx", action="store_true", help="also write generator.onnx (needs tf2onnx and onnx installed)")
+    cli.add_overwrite_flag(parser)
 
 
 def add_bench_flags(parser):

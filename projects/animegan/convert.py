@@ -5,15 +5,18 @@ padded (by reflection) up to a multiple of the generator's stride of 4 and the
 output cropped back, so the result has exactly the photo's size. Very large photos
 are first scaled down to `--max-side` (memory and time grow with the pixels), with
 a note. Videos are converted frame by frame at their own frame rate; the sound is
-dropped. Nothing is overwritten: outputs that exist already stop the command.
+dropped. Outputs that exist already stop the command before any work, unless
+`--overwrite` is given; the input itself is never written over.
 
-`export` writes the generator for inference, in float32: a `.keras` file (any backend)
+`export` writes the generator for inference, in float32, into a folder (a new or empty
+one, or with `--overwrite` one holding an earlier export): a `.keras` file (any backend)
 and, on TensorFlow, a SavedModel for TF Serving and TFLite converters
 (`common.backend.export_saved_model`). Both are reloaded and checked against the
 trained generator before the command says it is done.
 """
 
 import importlib
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -38,7 +41,7 @@ class Converter:
         from common import backend
 
         importlib.import_module("projects.animegan.model")  # registers the generator's custom layer before loading
-        self.model = runs.load_model(model_path)
+        self.model = runs.load_model(model_path, PROJECT)
         shape = self.model.input_shape
         if not (isinstance(shape, tuple) and len(shape) == 4 and shape[-1] == 3 and self.model.output_shape[-1] == 3):
             raise UserError(f"{model_path} is not an AnimeGAN generator (it takes {shape}, not RGB images)")
@@ -81,8 +84,12 @@ def computing_in(model, policy):
     return copy
 
 
-def output_path(source, out, kind):
-    """Where a conversion goes: --out, or beside the input as <name>_anime (a file, a folder or a video)."""
+def output_path(source, out, kind, overwrite=False):
+    """Where a conversion goes: --out, or beside the input as <name>_anime (a file, a folder or a video).
+
+    Checked before any work: an existing output is refused unless `overwrite`, and the input
+    itself (or, for a folder, the input folder) is never an output.
+    """
     source = Path(source)
     if out:
         target = Path(out)
@@ -91,53 +98,84 @@ def output_path(source, out, kind):
     else:
         suffix = source.suffix.lower() if kind == "video" or source.suffix.lower() in OUTPUT_SUFFIXES else ".png"
         target = source.with_name(f"{source.stem}_anime{suffix}")
+    if target.resolve() == source.resolve():
+        raise UserError(f"--out {target} is the input itself; choose another --out (the input is never written over)")
     if kind == "folder":
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise UserError(f"{target} already exists and is not an empty folder; choose another --out")
-    elif target.exists():
-        raise UserError(f"{target} already exists; choose another --out (nothing is overwritten)")
-    elif kind == "image" and target.suffix.lower() not in OUTPUT_SUFFIXES:
+        if target.exists() and not target.is_dir():
+            raise UserError(f"--out {target} is a file; name a folder for the converted images")
+        if target.is_dir() and any(target.iterdir()) and not overwrite:
+            raise UserError(f"{target} already exists and is not an empty folder; choose another --out, "
+                            "or pass --overwrite to replace the converted images in it")
+        return target
+    if kind == "image" and target.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UserError(f"--out {target}: give an image file name ({', '.join(sorted(OUTPUT_SUFFIXES))})")
-    elif kind == "video" and not data.is_video(target):
+    if kind == "video" and not data.is_video(target):
         raise UserError(f"--out {target}: give a video file name ({', '.join(sorted(data.VIDEO_SUFFIXES))})")
-    return target
+    return runs.check_new_file(target, overwrite)
 
 
 def save_picture(pixels, path):
     image = Image.fromarray(pixels)
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        with runs.atomic_path(path) as temporary:
-            image.save(temporary, quality=95)
-        return path
-    return images.save_image(image, path)
+    try:
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            with runs.atomic_path(path) as temporary:
+                image.save(temporary, quality=95)
+            return path
+        return images.save_image(image, path)
+    except OSError as error:
+        raise UserError(f"cannot write {path} ({error.strerror or error})") from None
 
 
 def convert_image(converter, source, target):
-    image = images.open_image(source)
-    image, note = converter.fit_size(image)
-    if note:
-        print(f"note: {source}: {note}")
+    """One photo, read already scaled down to --max-side (a large JPEG is decoded at a reduced scale)."""
+    image, original = images.open_within(source, converter.max_side)
+    if image.size != original:
+        print(f"note: {source}: {original[0]}x{original[1]} scaled down to {image.width}x{image.height} "
+              f"(--max-side {converter.max_side})")
     return save_picture(converter(np.asarray(image)), target)
 
 
-def convert_folder(converter, folder, target):
-    """Every image of a folder; unreadable files are reported one line each and skipped."""
+def convert_folder(converter, folder, target, overwrite=False):
+    """Every image of a folder; a file that cannot be read or written is reported in one line and skipped.
+
+    Returns the number of failures. A folder this call created is removed again when nothing was converted.
+    """
     import keras
 
     files = images.list_images(folder)
-    target.mkdir(parents=True, exist_ok=True)
+    created = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {target} ({error.strerror}); choose another --out") from None
     progress = keras.utils.Progbar(len(files), unit_name="image", verbose=1 if sys.stdout.isatty() else 0)
-    failures = 0
+    failures, names = 0, output_names(files)
     for path in files:
-        name = path.stem + (path.suffix.lower() if path.suffix.lower() in OUTPUT_SUFFIXES else ".png")
         try:
-            convert_image(converter, path, target / name)
+            convert_image(converter, path, runs.check_new_file(target / names[path], overwrite))
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
         progress.add(1)
-    print(f"{len(files) - failures} of {len(files)} images converted into {target}")
+    if failures == len(files):
+        if created:
+            target.rmdir()
+        print(f"none of the {len(files)} images of {folder} could be converted; nothing written")
+    else:
+        print(f"{len(files) - failures} of {len(files)} images converted into {target}")
     return failures
+
+
+def output_names(files):
+    """The output name of each image of a folder: its own, or <stem>.png for a format not written; never two alike
+    (photo.gif beside photo.png becomes photo.gif.png)."""
+    names, taken = {}, set()
+    for path in sorted(files, key=lambda p: p.suffix.lower() not in OUTPUT_SUFFIXES):  # files that keep their name first
+        own = path.stem + (path.suffix.lower() if path.suffix.lower() in OUTPUT_SUFFIXES else ".png")
+        candidates = itertools.chain([own, f"{path.name}.png"], (f"{path.name}-{n}.png" for n in itertools.count(2)))
+        names[path] = next(name for name in candidates if name not in taken)
+        taken.add(names[path])
+    return names
 
 
 def convert_video(converter, source, target):
@@ -172,11 +210,12 @@ def convert(args):
     if not source.exists():
         raise UserError(f"--input {source}: no such file or folder")
     kind = "folder" if source.is_dir() else "video" if data.is_video(source) else "image"
-    target = output_path(source, args.out, kind)
+    overwrite = getattr(args, "overwrite", False)
+    target = output_path(source, args.out, kind, overwrite)
     converter = Converter(runs.model_path(PROJECT, args.model), args.max_side, getattr(args, "mixed_precision", None))
     started = time.perf_counter()
     if kind == "folder":
-        return 1 if convert_folder(converter, source, target) else 0
+        return 1 if convert_folder(converter, source, target, overwrite) else 0
     if kind == "video":
         convert_video(converter, source, target)
     else:
@@ -202,18 +241,16 @@ def export(args):
     from common import backend
 
     path = runs.model_path(PROJECT, args.model)
+    out = export_folder(Path(args.out) if args.out else path.parent / "export", args.onnx, getattr(args, "overwrite", False))
     generator = Converter(path, mixed_precision=False).model
-    out = Path(args.out) if args.out else path.parent / "export"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} already exists and is not an empty folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
     sample = np.random.default_rng(0).uniform(-1, 1, (1, 64, 96, 3)).astype(np.float32)
     expected = np.asarray(generator.predict_on_batch(sample))
     check = lambda name, got: _check_same(name, expected, got)
 
-    keras_file = runs.save_model(generator, out / "generator.keras")
-    reloaded = runs.load_model(keras_file)
+    keras_file = runs.save_model(generator, out / "generator.keras", PROJECT)
+    reloaded = runs.load_model(keras_file, PROJECT)
     check(keras_file, reloaded.predict_on_batch(sample))
     written = [keras_file]
     if backend.name() == "tensorflow":
@@ -233,6 +270,24 @@ def export(args):
         written.append(onnx_file)
     print("exported and checked after reloading: " + ", ".join(str(p) for p in written))
     print(f"inputs: RGB in [-1, 1], (batch, height, width, 3), sides a multiple of {STRIDE}; outputs the same, in [-1, 1]")
+    return out
+
+
+def export_folder(out, onnx=False, overwrite=False):
+    """The export's folder, checked before any work: new or empty, or (with `overwrite`) one whose export files may be replaced."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; export writes a folder (generator.keras, saved_model/): name a new or empty one")
+    if not out.exists() and out.suffix == ".keras":
+        raise UserError(f"--out {out}: export writes a folder (generator.keras, saved_model/); name a folder, not a .keras file")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out} already exists and is not an empty folder; choose another --out, "
+                            "or pass --overwrite to replace the export in it")
+        runs.check_new_file(out / "generator.keras", overwrite)
+        if onnx:
+            runs.check_new_file(out / "generator.onnx", overwrite)
+        if (out / "saved_model").exists() and not (out / "saved_model").is_dir():
+            raise UserError(f"{out / 'saved_model'} is a file, where the SavedModel folder goes; move it or choose another --out")
     return out
 
 

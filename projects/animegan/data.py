@@ -92,7 +92,9 @@ def prepare(args):
 def smooth_folder(style_dir, out_dir=None):
     """Write the edge-smoothed copy of every image of `style_dir` into `out_dir` (default: `<style>_smooth`).
 
-    Copies already there are kept, never overwritten. Returns the output folder.
+    Copies already there are kept, never overwritten. A file that cannot be read is one
+    warning line and skipped; when no copy could be made (and none was there), one error,
+    and a folder this call created is removed again. Returns the output folder.
     """
     import keras
 
@@ -100,6 +102,9 @@ def smooth_folder(style_dir, out_dir=None):
     out_dir = Path(out_dir) if out_dir else default_smooth_dir(style_dir)
     if out_dir.resolve() == Path(style_dir).resolve():
         raise UserError(f"--out {out_dir} is the style folder itself; choose another folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; name a folder for the edge-smoothed copies")
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -114,14 +119,18 @@ def smooth_folder(style_dir, out_dir=None):
             try:
                 image = images.open_image(path)
             except UserError as error:
+                warn(f"{error}; skipped")
                 skipped.append(str(error))
             else:
                 images.save_image(Image.fromarray(edge_smooth(np.asarray(image))), target)
                 written += 1
         progress.add(1)
-    if skipped:
-        warn(f"skipped {len(skipped)} of {len(files)} files that are not readable images (first: {skipped[0]})")
-    print(f"{out_dir}: {written} edge-smoothed images written, {kept} already there")
+    if not written and not kept:
+        if created:
+            out_dir.rmdir()
+        raise UserError(f"none of the {len(files)} files in {style_dir} is a readable image ({skipped[0]}); nothing prepared")
+    print(f"{out_dir}: {written} edge-smoothed images written, {kept} already there"
+          + (f", {len(skipped)} unreadable skipped" if skipped else ""))
     return out_dir
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from common import cli, datasets, runs
-from common.config import CustomStepConfig, check_choice, mixed_precision_option, option, require_fraction, require_not_negative
+from common.config import (CustomStepConfig, check_choice, mixed_precision_option, option, require_at_least_one, require_fraction,
+                           require_not_negative)
 from common.errors import UserError
 from projects.animegan import PROJECT, STRIDE
 
@@ -101,7 +102,8 @@ class Config(CustomStepConfig):
             raise UserError(f"--init-epochs must be between 0 and --epochs ({self.epochs}), got {self.init_epochs}")
         if self.scale < 1:
             raise UserError(f"--scale must be at least 1 (crops are taken inside the picture), got {self.scale}")
-        require_not_negative(self, "steps_per_epoch", "val_count", "d_warmup_steps")
+        require_not_negative(self, "steps_per_epoch", "d_warmup_steps")
+        require_at_least_one(self, "val_count")
         for name in ("init_lr", "d_lr"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -144,7 +146,7 @@ def train(config, resume_dir=None):
     phase = dict(steps_per_epoch=steps, samples_per_step=config.batch_size, end_epoch=end_epoch)
     loop.run([
         Phase("init", lambda at: init_step(gan, pictures, config, at.rng), epochs=config.init_epochs,
-              on_end=lambda: runs.save_model(gan.generator, run_dir / "init.keras"), **phase),
+              on_end=lambda: runs.save_model(gan.generator, run_dir / "init.keras", PROJECT), **phase),
         # The warm-up's crops come from a generator of their own: the adversarial epoch after it draws as without one.
         Phase("d_warmup", lambda at: discriminator_step(gan, pictures, config, at.rng), config.d_warmup_steps,
               samples_per_step=config.batch_size, count_epochs=False, title=f"discriminator warm-up: {config.d_warmup_steps} steps",
@@ -153,7 +155,7 @@ def train(config, resume_dir=None):
               epochs=config.epochs - config.init_epochs, on_start=gan.start_average, **phase),
     ])
 
-    runs.save_model(gan.result(adversarial=config.epochs > config.init_epochs), run_dir / "model.keras")
+    runs.save_model(gan.result(adversarial=config.epochs > config.init_epochs), run_dir / "model.keras", PROJECT)
     cli.finish_run(run_dir, config, started, loop, final_metrics(loop.metrics.rows), resumed=resume_dir is not None,
                    generator_parameters=gan.generator.count_params(), steps_per_epoch=steps)
     loop.discard_checkpoint()  # the run is complete; model.keras is what remains useful
@@ -173,7 +175,7 @@ def load(config):
         photos, anime = data.tiny_images(TINY_PICTURES["count"], TINY_PICTURES["size"], config.seed)
         style = [np.concatenate([a, data.edge_smooth(a)], axis=-1) for a in anime]
         validation = [images.fit(Image.fromarray(p), (config.crop_size,) * 2) for p in photos]
-        validation = data.to_unit(np.stack([np.asarray(v) for v in validation[: max(1, config.val_count)]]))
+        validation = data.to_unit(np.stack([np.asarray(v) for v in validation[: config.val_count]]))
         return data.Pictures(photos, style, validation, f"tiny generated set: {len(photos)} photos, {len(style)} anime pictures",
                              {"photos": len(photos), "anime_pictures": len(style), "training_side": side})
 
@@ -186,7 +188,7 @@ def load(config):
     style, made = data.read_style(style_dir, smooth_dir, side)
     data.check_enough(len(style), config.batch_size, "--style", style_dir)
     val_files = images.list_images(config.val) if config.val else photo_files
-    val_images = [image for _, image in images.open_all(val_files[: max(1, config.val_count)])]
+    val_images = [image for _, image in images.open_all(val_files[: config.val_count])]
     validation = data.to_unit(np.stack([np.asarray(images.fit(image, (side, side))) for image in val_images]))
     smoothing = f"{made} edge-smoothed here" if made else f"edge-smoothed copies from {smooth_dir}"
     return data.Pictures(

@@ -25,7 +25,7 @@ def add_model_flags(parser):
 def add_evaluate_flags(parser):
     add_model_flags(parser)
     parser.add_argument("--data-dir", help="folder of labelled captchas to score (default: generated held-out captchas)")
-    parser.add_argument("--count", type=int, help="generated captchas to score (default: as many as training's final test)")
+    parser.add_argument("--count", type=cli.count, help="generated captchas to score (default: as many as training's final test)")
     parser.add_argument("--seed", type=int, help="seed of the generated captchas (default: the run's, i.e. its held-out set)")
 
 
@@ -37,6 +37,7 @@ def add_predict_flags(parser):
 def add_export_flags(parser):
     add_model_flags(parser)
     parser.add_argument("--out", help="the .keras file to write (default: inference.keras beside the model)")
+    cli.add_overwrite_flag(parser)
 
 
 def add_no_flags(parser):

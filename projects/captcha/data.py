@@ -277,6 +277,7 @@ class Folder:
     texts: list
     alphabet: str
     input_size: tuple  # (width, height)
+    skipped: int = 0  # files of the folder that could not be used (each warned about)
 
 
 def read_folder(folder, alphabet=None, size=None, input_height=60):
@@ -287,19 +288,19 @@ def read_folder(folder, alphabet=None, size=None, input_height=60):
     scaled to `input_height`. Images of another size are scaled to it too, with a warning.
     """
     files = images.list_images(folder)
-    skipped = collections.defaultdict(list)
+    misnamed = collections.defaultdict(list)
     kept = []
     for file in files:
         label = label_from_name(file)
         problem = label_problem(label, alphabet)
         if problem:
-            skipped[f"with {problem} in their names"].append(file.name)
+            misnamed[f"with {problem} in their names"].append(file.name)
             continue
         try:
             kept.append((file, label, images.open_image(file, "L")))
-        except UserError:
-            skipped["that are not readable images"].append(file.name)
-    for reason, names in skipped.items():
+        except UserError as error:  # its own line: the reason (corrupt, too many pixels, ...) is the file's
+            warn(f"{error}; skipped")
+    for reason, names in misnamed.items():
         examples = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         warn(f"skipped {len(names)} of {len(files)} files in {folder} {reason} ({examples})")
     if not kept:
@@ -322,4 +323,5 @@ def read_folder(folder, alphabet=None, size=None, input_height=60):
         texts=[label for _, label, _ in kept],
         alphabet=alphabet,
         input_size=tuple(size),
+        skipped=len(files) - len(kept),
     )

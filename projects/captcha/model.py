@@ -19,9 +19,10 @@ alphabet is class i + 1. Everything is `keras.ops`, so it runs on TensorFlow and
 import keras
 from keras import layers, ops
 
-from common import training
+from common import runs, training
 from common.errors import UserError
 from common.layers import batch_norm
+from projects.captcha import PROJECT
 
 # Three halvings of the width (a stride-2 convolution and two poolings): one time step per 8 pixels.
 WIDTH_PER_STEP = 8
@@ -132,6 +133,15 @@ def build_model(config, input_shape, alphabet):
         x = layers.Bidirectional(layers.GRU(config.rnn_units, return_sequences=True))(x)
     logits = CharacterLogits(alphabet, dtype="float32", name="characters")(x)  # float32 under mixed precision
     return keras.Model(inputs, logits, name="captcha_reader")
+
+
+def load(path):
+    """A trained or exported reader, in safe mode; another project's model is refused in one line, and so is
+    one that says nothing of its project but has no `characters` layer to read the alphabet from."""
+    model = runs.load_model(path, PROJECT)
+    if "characters" not in {layer.name for layer in model.layers}:
+        raise UserError(f"{path} is not a captcha reader (it has no 'characters' layer)")
+    return model
 
 
 def alphabet_of(model):

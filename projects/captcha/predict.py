@@ -2,9 +2,9 @@
 
 `predict` reads your captcha images, files or folders, and prints one line per file:
 path, text, confidence. `export` writes an inference-only model with the CTC
-decoding built in, then reloads it and checks that it reads exactly as the trained
-model does. `read` is how every command (training's final test and `evaluate`
-too) runs a model over captchas.
+decoding built in (never over a file that exists, unless --overwrite), then reloads
+it and checks that it reads exactly as the trained model does. `read` is how every
+command (training's final test and `evaluate` too) runs a model over captchas.
 """
 
 import sys
@@ -17,7 +17,7 @@ from common import images, runs
 from common.errors import UserError, warn
 from projects.captcha import PROJECT, data
 from projects.captcha.labels import decode
-from projects.captcha.model import alphabet_of, model_input_size, reader
+from projects.captcha.model import alphabet_of, load, model_input_size, reader
 
 INFERENCE_BATCH = 256
 
@@ -25,7 +25,7 @@ INFERENCE_BATCH = 256
 def predict(args):
     path = runs.model_path(PROJECT, args.model)
     prepared, kept, failures, stretched = [], [], 0, 0
-    model = runs.load_model(path)
+    model = load(path)
     size = model_input_size(model)
     for file in images.expand_inputs(args.inputs):
         try:
@@ -49,20 +49,20 @@ def predict(args):
 
 def export(args):
     path = runs.model_path(PROJECT, args.model)
-    model = runs.load_model(path)
     out = Path(args.out) if args.out else path.parent / "inference.keras"
     if out.suffix != ".keras":
         raise UserError(f"--out must name a .keras file, got {out}")
     if out.resolve() == path.resolve():
         raise UserError(f"--out {out} is the model being exported; choose another file")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    runs.check_new_file(out, args.overwrite)  # before any work: a file the user has stays as it is
+    model = load(path)
     inference, decoding = inference_model(model, args.beam_width)
-    runs.save_model(inference, out)
+    runs.save_model(inference, out, PROJECT)
 
     # The promise of an export: the file alone reads exactly what the trained model reads.
     x, _, _ = data.CaptchaSpec(alphabet=alphabet_of(model), input_size=model_input_size(model)).make(64, 0, data.TEST_STREAM)
     expected, expected_confidence = read(inference, x, alphabet_of(model))
-    reloaded = runs.load_model(out)
+    reloaded = load(out)
     got, got_confidence = read(reloaded, x, alphabet_of(reloaded))
     if got != expected or not np.allclose(got_confidence, expected_confidence, rtol=1e-4, atol=1e-6):
         raise UserError(f"{out} does not read like {path} after reloading; the export is not to be trusted")

@@ -106,7 +106,7 @@ def train(config, resume_dir=None):
     )
     if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
-    runs.save_model(model, run_dir / "model.keras")
+    runs.save_model(model, run_dir / "model.keras", PROJECT)
 
     metrics, extra = {}, {}
     if captchas.held_out is not None and config.final_test:
@@ -132,15 +132,17 @@ def evaluate(args):
     import pandas as pd
 
     from projects.captcha import data
-    from projects.captcha.model import alphabet_of, model_input_size
+    from projects.captcha.model import alphabet_of, load, model_input_size
     from projects.captcha.predict import inference_model, read
 
     path = runs.model_path(PROJECT, args.model)
-    model = runs.load_model(path)
+    model = load(path)
     alphabet, size = alphabet_of(model), model_input_size(model)
+    skipped = 0
     if args.data_dir:
         folder = data.read_folder(args.data_dir, alphabet, size)
-        x, truth, source = folder.x, folder.texts, f"{args.data_dir}, {len(folder.texts)} captchas"
+        x, truth, skipped = folder.x, folder.texts, folder.skipped
+        source = f"{args.data_dir}, {len(folder.texts)} captchas" + (f" ({skipped} of its files skipped)" if skipped else "")
     else:
         x, truth, source = held_out_again(path, alphabet, size, args.count, args.seed)
 
@@ -170,6 +172,7 @@ def evaluate(args):
         },
     )
     print(f"\nsaved {out_dir / 'evaluation.json'} and {grid}")
+    return 1 if skipped else 0  # the rest were scored, but not every file the user gave
 
 
 def fit_inputs(train_data, batch_size, replicas):
@@ -209,8 +212,6 @@ def held_out_again(path, alphabet, size, count=None, seed=None):
     if config.data_dir:
         raise UserError(f"this model was trained on {config.data_dir}; pass --data-dir with a folder of labelled test captchas")
     count = count if count is not None else (data.TINY["test"] if config.tiny else config.test_size or 10000)
-    if count < 1:
-        raise UserError(f"--count must be at least 1, got {count}")
     seed = config.seed if seed is None else seed
     fonts = runs.run_config(path, "resolved").get("fonts")
     if fonts is None:  # a run saved before config.json recorded what it resolved

@@ -11,8 +11,9 @@ def add_model_flag(parser):
 
 def add_generate_flags(parser):
     add_model_flag(parser)
-    parser.add_argument("--n", type=int, default=64, help="how many images (default: 64)")
+    parser.add_argument("--n", type=cli.count, default=64, help="how many images (default: 64)")
     parser.add_argument("--out", required=True, help="a folder for PNG files, or a .npz file for one uint8 array (N, H, W, C)")
+    cli.add_overwrite_flag(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     parser.add_argument("--label", type=int, help="a conditional generator's class to draw (default: every class in turn)")
 
@@ -22,7 +23,7 @@ def add_evaluate_flags(parser):
     parser.add_argument("--classifier", help="mnist_cnn run folder or .keras file (default: the newest trained on the same dataset)")
     parser.add_argument("--dataset", choices=DATASETS, help="the real images to compare with (default: the generator's own)")
     parser.add_argument("--data-dir", help="folder with the dataset files")
-    parser.add_argument("--n", type=int, default=10000, help="images to generate and score (default: 10000)")
+    parser.add_argument("--n", type=cli.count, default=10000, help="images to generate and score, at least 2 (default: 10000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
 
 
@@ -30,7 +31,7 @@ def add_bench_flags(parser):
     parser.add_argument("--data-dir", help="folder with the MNIST files")
     parser.add_argument("--run", help="score this finished run instead of training a new one")
     parser.add_argument("--faces", help="instead: train the 64 px colour recipe on this folder of faces and show its samples")
-    parser.add_argument("--faces-epochs", type=int, default=15, help="epochs of the faces run (default: 15)")
+    parser.add_argument("--faces-epochs", type=cli.count, default=15, help="epochs of the faces run (default: 15)")
 
 
 COMMANDS = {

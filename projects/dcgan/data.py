@@ -3,8 +3,9 @@
 Everything becomes one uint8 array (N, size, size, channels) held in memory: the
 registry's 28 px digits as they are (or resized for another --image-size), a folder's
 images opened in whatever mode they come in (grey, RGBA, palette, CMYK, 16-bit),
-centre-cropped to a square and resized. Unreadable files are skipped with one warning
-that counts them. Training batches are scaled to [-1, 1], the range of the tanh output.
+centre-cropped to a square and resized. A file that cannot be read (corrupt, not an
+image, too many pixels to decode safely) is skipped with one warning line naming it.
+Training batches are scaled to [-1, 1], the range of the tanh output.
 """
 
 from pathlib import Path

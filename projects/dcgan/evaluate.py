@@ -94,7 +94,7 @@ def evaluate(args):
         folder = runs.run_config(path)["data_dir"]
         raise UserError(f"{path} learnt the images in {folder}, not mnist or fashion-mnist; pass --dataset to score it anyway")
     dataset = args.dataset or (learnt if learnt in DATASETS else "mnist")
-    classifier = runs.load_model(classifier_path(dataset, args.classifier))
+    classifier = runs.load_model(classifier_path(dataset, args.classifier), "mnist_cnn")
     if tuple(generator.output_shape[1:]) != tuple(classifier.input_shape[1:]):
         raise UserError(f"the generator makes {generator.output_shape[1:]} images, the classifier reads {classifier.input_shape[1:]}")
     (x_train, _), (x_test, _) = data.load_real(dataset, args.data_dir)

@@ -1,7 +1,8 @@
 """Drawing images from a trained generator: `generate` writes them as PNG files or one uint8 array.
 
 The noise is seeded, so a seed always draws the same images. A conditional generator
-draws every class in turn (0, 1, 2, ...), or only the class `--label` asks for.
+draws every class in turn (0, 1, 2, ...), or only the class `--label` asks for. A file
+that exists already is never replaced, unless `--overwrite` says so.
 """
 
 from pathlib import Path
@@ -16,30 +17,35 @@ from projects.dcgan import PROJECT, data
 
 
 def generate(args):
-    if args.n < 1:
-        raise UserError(f"--n must be at least 1, got {args.n}")
     out = Path(args.out)
-    if out.suffix == ".npz" and out.exists():
-        raise UserError(f"{out} already exists; choose another --out")
-    if out.suffix != ".npz" and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} already exists and is not an empty folder; choose another --out")
+    targets = output_files(out, args.n)
+    for target in targets:  # before any work: an existing file is replaced only when the user said --overwrite
+        runs.check_new_file(target, args.overwrite)
     generator, path = load_generator(args.model)
     generated = draw(generator, args.n, args.seed, getattr(args, "label", None))
     if out.suffix == ".npz":
         with runs.atomic_path(out) as temporary:
             np.savez_compressed(temporary, images=generated)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        digits = len(str(args.n - 1))
-        for index, image in enumerate(generated):
-            images.save_image(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), out / f"{index:0{digits}d}.png")
+        for image, target in zip(generated, targets):
+            images.save_image(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), target)
     print(f"{args.n} images of {'x'.join(map(str, generated.shape[1:]))} from {path} written to {out}")
+
+
+def output_files(out, count):
+    """The files `generate --out` writes: the .npz itself, or 0.png, 1.png, ... in the folder `out`."""
+    if out.suffix == ".npz":
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a folder for PNG files, or a .npz file")
+    digits = len(str(count - 1))
+    return [out / f"{index:0{digits}d}.png" for index in range(count)]
 
 
 def load_generator(model):
     """The generator that --model names (a run folder or generator.keras; default: the newest), and its path."""
     path = runs.model_path(PROJECT, model, "generator.keras")
-    generator = runs.load_model(path)
+    generator = runs.load_model(path, PROJECT)
     noise_shape = generator.input_shape[0] if isinstance(generator.input_shape, list) else generator.input_shape
     if len(noise_shape) != 2 or len(generator.output_shape) != 4:
         raise UserError(f"{path} is not a generator (it maps {generator.input_shape} to {generator.output_shape})")

@@ -94,8 +94,8 @@ def train(config, resume_dir=None):
     last = loop.run([Phase("train", step, steps, config.epochs, samples_per_step=batch,
                            begin_epoch=lambda rng, epoch: rng.permutation(len(x)), end_epoch=end_epoch)])
 
-    runs.save_model(gan.sampler, run_dir / "generator.keras")
-    runs.save_model(gan.discriminator, run_dir / "discriminator.keras")
+    runs.save_model(gan.sampler, run_dir / "generator.keras", PROJECT)
+    runs.save_model(gan.discriminator, run_dir / "discriminator.keras", PROJECT)
     frames = sorted((run_dir / "samples").glob("epoch_*.png"))
     progress_gif(frames, run_dir / "samples" / "progress.gif")
     final = images.save_image(sample_grid(gan, fixed_noise), run_dir / "samples" / "final.png")

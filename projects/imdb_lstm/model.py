@@ -18,6 +18,7 @@ import keras
 from keras import layers, ops
 
 from common import runs, training
+from projects.imdb_lstm import PROJECT
 
 
 @keras.saving.register_keras_serializable(package="imdb_lstm")
@@ -73,4 +74,4 @@ def compile_model(model, config, steps_per_epoch):
 
 def load(path):
     """A saved model, in safe mode: the custom pooling layer it needs is registered by this module."""
-    return runs.load_model(path)
+    return runs.load_model(path, PROJECT)

@@ -42,9 +42,10 @@ def predict(args):
 def trained_model(given):
     """(path, model, vocabulary, max_length) of --model: the model, the vocabulary beside it, the length it reads."""
     path = runs.model_path(PROJECT, given)
+    network = model.load(path)  # first: another project's model is refused before its vocabulary is looked for
     vocabulary = data.Vocabulary.load(path.parent / data.VOCABULARY_FILE)
     max_length = runs.run_config(path).get("max_length", Config.max_length)
-    return path, model.load(path), vocabulary, max_length
+    return path, network, vocabulary, max_length
 
 
 def gather_reviews(args):

@@ -101,7 +101,7 @@ def train(config, resume_dir=None):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
     if (run_dir / "best.keras").is_file():
         model.load_weights(run_dir / "best.keras")
-    runs.save_model(model, run_dir / "model.keras")
+    runs.save_model(model, run_dir / "model.keras", PROJECT)
 
     epoch, val_accuracy = best_epoch(run_dir)
     result, tested = None, {}

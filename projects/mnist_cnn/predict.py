@@ -17,10 +17,11 @@ from projects.mnist_cnn import PROJECT, data
 def predict(args):
     """Print each input file's predicted class and its probability; exit status 1 if a file could not be read."""
     path = runs.model_path(PROJECT, args.model)
+    model = runs.load_model(path, PROJECT)  # first: another project's model is refused before its config is read
     dataset = runs.run_config(path).get("dataset", "mnist")
     names = data.CLASS_NAMES[dataset]
     prepared, kept, failures = [], [], 0
-    for file in images.expand_inputs(args.inputs):
+    for file in images.expand_inputs(args.inputs):  # a folder without images: a warning, the others are read
         try:
             prepared.append(data.prepare(images.open_image(file, "L"), dataset))
             kept.append(file)
@@ -29,7 +30,6 @@ def predict(args):
             print(f"error: {message if message.startswith(str(file)) else f'{file}: {message}'}", file=sys.stderr)
             failures += 1
     if prepared:
-        model = runs.load_model(path)
         probabilities = model.predict(np.stack(prepared)[..., None], verbose=0)
         for file, row in zip(kept, probabilities):
             print(f"{file}\t{names[row.argmax()]}\t{row.max():.4f}")

@@ -85,7 +85,7 @@ def train(config, resume_dir=None):
               callbacks=run_callbacks, verbose=1 if sys.stdout.isatty() else 2)
     if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
-    runs.save_model(model, run_dir / "model.keras")
+    runs.save_model(model, run_dir / "model.keras", PROJECT)
 
     metrics = score_test_set(model, x_test, y_test, config.dataset, run_dir) if config.final_test else {}
     cli.finish_run(run_dir, config, started, throughput, metrics, resumed=resume_dir is not None, replicas=replicas,
@@ -131,9 +131,9 @@ def evaluate(args):
     import pandas as pd
 
     path = runs.model_path(PROJECT, args.model)
+    model = runs.load_model(path, PROJECT)  # first: another project's model is refused before its config is read
     saved = runs.run_config(path)
     dataset = args.dataset or saved.get("dataset", "mnist")
-    model = runs.load_model(path)
     _, (x_test, y_test) = data.load(dataset, args.data_dir, args.tiny, saved.get("seed", 0))
     predicted = model.predict(x_test, batch_size=1000, verbose=0).argmax(1)
     names = data.CLASS_NAMES[dataset]

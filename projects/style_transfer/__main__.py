@@ -7,7 +7,7 @@ measures both on the shared real data and writes the table and pictures into the
 """
 
 from common import cli
-from projects.style_transfer import PROJECT
+from projects.style_transfer import MIN_SIDE, PROJECT
 from projects.style_transfer.stylize import StylizeConfig
 from projects.style_transfer.train import Config
 
@@ -17,7 +17,7 @@ def add_stylize_flags(parser):
     fast_mode = parser.add_argument_group("with a trained network (instead of --content and --style)")
     fast_mode.add_argument("--model", help="run folder, model.keras or an exported .keras file of a trained network")
     fast_mode.add_argument("--input", nargs="+", help="images or folders of images to stylize")
-    fast_mode.add_argument("--batch-size", type=int, default=4, help="images of the same size stylized together (default: 4)")
+    fast_mode.add_argument("--batch-size", type=cli.count, default=4, help="images of the same size stylized together (default: 4)")
 
 
 def add_model_flag(parser):
@@ -27,7 +27,7 @@ def add_model_flag(parser):
 def add_evaluate_flags(parser):
     add_model_flag(parser)
     parser.add_argument("--input", nargs="+", required=True, help="photos or folders of photos to score")
-    parser.add_argument("--max-size", type=int, help="longer side the photos are scaled down to (default: 512)")
+    parser.add_argument("--max-size", type=int, help=f"longer side the photos are scaled down to, at least {MIN_SIDE} (default: 512)")
     parser.add_argument("--style", help="the painting to score against (default: the one the network was trained on)")
     parser.add_argument("--backbone", choices=("vgg16", "vgg19"), help="VGG to score with (default: the training run's)")
     parser.add_argument("--backbone-weights", help="its weights (default: the training run's)")
@@ -36,6 +36,7 @@ def add_evaluate_flags(parser):
 def add_export_flags(parser):
     add_model_flag(parser)
     parser.add_argument("--out", help="the .keras file to write (default: stylizer.keras beside the model)")
+    cli.add_overwrite_flag(parser)
 
 
 def add_bench_flags(parser):

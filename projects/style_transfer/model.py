@@ -19,6 +19,7 @@ import keras
 from keras import layers, ops
 
 from common import runs
+from common.errors import UserError
 from common.layers import ReflectionPadding
 from projects.style_transfer import PROJECT
 
@@ -88,5 +89,14 @@ def inference_model(net):
 
 
 def load_network(path):
-    """A trained (or exported) network from its .keras file; this module's import registers the layers it is made of."""
-    return runs.load_model(path)
+    """A trained (or exported) network from its .keras file; this module's import registers the layers it is made of.
+
+    `runs.load_model` refuses another project's model by the project the file names; one that names
+    none (saved elsewhere) must at least take RGB images of any size, as the transform network does.
+    """
+    net = runs.load_model(path, PROJECT)
+    shapes = [tuple(tensor.shape) for tensor in net.inputs]
+    if shapes != [(None, None, None, 3)]:
+        raise UserError(f"{path} takes inputs of shape {', '.join(map(str, shapes))}, not RGB images of any size: "
+                        f"it is not a {PROJECT} network")
+    return net

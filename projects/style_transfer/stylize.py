@@ -79,16 +79,15 @@ class StylizeConfig:
 
 def stylize(args):
     """The `stylize` command: by optimisation (--content, --style) or with a trained network (--model, --input)."""
+    config = cli.config_from_args(StylizeConfig, args)  # checks the typed settings: --max-size serves both ways
     if args.model or args.input:
-        given = [f"--{name}" for name in ("content", "style") if getattr(args, name, None)]
+        given = [f"--{name}" for name in ("content", "style") if getattr(config, name)]
         if given:
             raise UserError(f"{' and '.join(given)} belong to the optimisation; with --model, give --input only")
         if not args.input:
             raise UserError("give --input with the images or folders to stylize")
-        if args.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-        return with_network(args)
-    by_optimisation(cli.config_from_args(StylizeConfig, args))
+        return with_network(args, config)
+    by_optimisation(config)
     return 0
 
 
@@ -166,8 +165,9 @@ def save_outputs(out, result, history, config, weights):
 # --- with a trained network -----------------------------------------------------------------
 
 
-def with_network(args):
-    """Every image through the trained network, batched by size; PNGs into a new folder."""
+def with_network(args, config):
+    """Every image through the trained network, batched by size; PNGs into a new (or empty) folder, under
+    names unique within it, so no file is ever replaced. Returns the exit status: 1 when any input failed."""
     import keras
 
     from projects.style_transfer.model import load_network
@@ -175,8 +175,9 @@ def with_network(args):
     path = runs.model_path(PROJECT, args.model)
     net = load_network(path)
     files = images.expand_inputs(args.input)
-    max_size = getattr(args, "max_size", None) or 2048
-    out = runs.new_run_dir(OUTPUTS, getattr(args, "out", None))
+    max_size = config.max_size or 2048
+    made_here = config.out is None or not Path(config.out).exists()  # an empty folder the user made stays theirs
+    out = runs.new_run_dir(OUTPUTS, config.out)
     names, failures, count, seconds = set(), 0, 0, 0.0
     pending = defaultdict(list)  # image shape -> [(file, array)]: same-size images share a batch
 
@@ -187,7 +188,7 @@ def with_network(args):
         outputs = keras.ops.convert_to_numpy(net.predict_on_batch(np.stack([array for _, array in batch])))
         seconds += time.perf_counter() - started
         for (file, photo), result in zip(batch, outputs):
-            if getattr(args, "preserve_color", False):
+            if config.preserve_color:
                 result = data.keep_colours(result, photo)
             name = unique_name(Path(file).stem, names)
             images.save_image(data.to_image(result), out / f"{name}.png")
@@ -206,8 +207,9 @@ def with_network(args):
             flush(array.shape)
     for shape in list(pending):
         flush(shape)
-    if not count:
-        out.rmdir()  # created for this call and still empty; each failure has had its error line
+    if not count:  # each failure has had its error line
+        if made_here:
+            out.rmdir()  # created for this call and still empty
         return 1
     print(f"stylized {count} images in {seconds:.1f} s of network time; results in {out}", file=sys.stderr)
     return 1 if failures else 0
@@ -228,14 +230,15 @@ def export(args):
     from projects.style_transfer.model import inference_model, load_network
 
     path = runs.model_path(PROJECT, args.model)
-    net = load_network(path)
     out = Path(args.out) if args.out else path.parent / "stylizer.keras"
     if out.suffix != ".keras":
         raise UserError(f"--out must name a .keras file, got {out}")
     if out.resolve() == path.resolve():
         raise UserError(f"--out {out} is the model being exported; choose another file")
+    runs.check_new_file(out, args.overwrite)
+    net = load_network(path)
     exported = net if net.output.dtype == "uint8" else inference_model(net)
-    runs.save_model(exported, out)
+    runs.save_model(exported, out, PROJECT)
 
     # An odd size on purpose: the file alone must handle any image, exactly as the trained network does.
     x = np.random.default_rng(0).uniform(0, 255, (2, 67, 93, 3)).astype(np.float32)

@@ -108,7 +108,7 @@ def train(config, resume_dir=None):
 
     last = loop.run([Phase("train", step, steps_per_epoch, config.epochs, samples_per_step=config.batch_size,
                            end_epoch=end_epoch)])
-    runs.save_model(net, run_dir / "model.keras")
+    runs.save_model(net, run_dir / "model.keras", PROJECT)
 
     speed_size = TINY["speed_size"] if config.tiny else 512
     speed = seconds_per_image(net, speed_size)
@@ -178,14 +178,16 @@ def evaluate(args):
     from projects.style_transfer import data, losses
     from projects.style_transfer.model import load_network
 
+    if args.max_size is not None and args.max_size < MIN_SIDE:
+        raise UserError(f"--max-size must be at least {MIN_SIDE}, got {args.max_size}")
     path = runs.model_path(PROJECT, args.model)
+    net = load_network(path)  # first: another project's model is refused before its settings are read
     saved = runs.run_config(path)
     overrides = {k: v for k, v in (("style", args.style), ("backbone_weights", args.backbone_weights)) if v}
     if not saved and "style" not in overrides:
         raise UserError(f"{path} has no run config beside it; give --style (and --backbone, --backbone-weights)")
     known = {k: v for k, v in saved.items() if k in Config.__dataclass_fields__ and k not in ("out", "tiny", "data_dir")}
     config = Config(**{**known, "content_dir": None, **overrides, **({"backbone": args.backbone} if args.backbone else {})})
-    net = load_network(path)
     loss = losses.perceptual_loss(config)
     painting = data.load(config.style, config.style_size, "--style-size") if config.style else data.tiny_painting()
     style_targets = loss.style_targets([painting])

@@ -2,7 +2,7 @@
 
 from common import cli
 from projects.word2vec import PROJECT
-from projects.word2vec.train import Config
+from projects.word2vec.train import Config, recipe_defaults
 
 
 def add_vectors_flag(parser):
@@ -17,7 +17,7 @@ def add_evaluate_flags(parser):
 def add_neighbours_flags(parser):
     add_vectors_flag(parser)
     parser.add_argument("words", nargs="+", help="words to look up")
-    parser.add_argument("--top", type=int, default=10, help="neighbours per word (default: 10)")
+    parser.add_argument("--top", type=cli.count, default=10, help="neighbours per word (default: 10)")
 
 
 def add_bench_flags(parser):
@@ -26,7 +26,8 @@ def add_bench_flags(parser):
 
 COMMANDS = {
     "train": cli.train_command(
-        PROJECT, Config, "projects.word2vec.train:train", "train word vectors (defaults: the recipe of the README's figures)"
+        PROJECT, Config, "projects.word2vec.train:train", "train word vectors (defaults: the recipe of the README's figures)",
+        defaults=recipe_defaults,
     ),
     "evaluate": (
         "score vectors on analogies, WordSim353 and SimLex-999; list neighbours",

@@ -16,7 +16,7 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 
 from common import charts, runs, word2vec_format
-from common.errors import UserError
+from common.errors import UserError, warn
 from projects.word2vec import PROJECT
 
 PROBES = ("great", "awful", "actor", "funny", "music", "boring")
@@ -26,11 +26,26 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 def neighbours(args):
-    """The `neighbours` command: the --top nearest words to each word given."""
+    """The `neighbours` command: the --top nearest words to each word given.
+
+    A word outside the vocabulary gets one warning line and the others are still
+    listed; the exit status is then 1 (2, and nothing listed, when none is known).
+    """
     word_vectors = word2vec_format.load(vectors_path(args.vectors))
-    words = [w.lower() for w in args.words]
+    words = known_words(word_vectors, [w.lower() for w in args.words])
     for word, found in nearest(word_vectors, words, args.top).items():
         print(f"{word}: " + ", ".join(f"{n} ({s:.2f})" for n, s in found))
+    return 0 if len(words) == len(args.words) else 1
+
+
+def known_words(vectors, words):
+    """The words in the vocabulary, with a warning for each other one; none known is an error."""
+    missing = [w for w in words if w not in vectors.key_to_index]
+    if len(missing) == len(words):
+        raise UserError(f"not in the vocabulary: {', '.join(missing)}")
+    for word in missing:
+        warn(f"{word}: not in the vocabulary; skipped")
+    return [w for w in words if w in vectors.key_to_index]
 
 
 def vectors_path(given):
