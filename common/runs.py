@@ -51,6 +51,17 @@ def check_new_file(path, overwrite=False):
     return path
 
 
+def export_file(model_path, out, default_name, overwrite=False):
+    """Where an exported model goes: `out` (a .keras file, not the model itself, and new unless
+    --overwrite), or `default_name` beside the model."""
+    out = Path(out) if out else Path(model_path).parent / default_name
+    if out.suffix != ".keras":
+        raise UserError(f"--out must name a .keras file, got {out}")
+    if out.resolve() == Path(model_path).resolve():
+        raise UserError(f"--out {out} is the model being exported; choose another file")
+    return check_new_file(out, overwrite)
+
+
 def write_json(path, data):
     """Write JSON atomically so that a crash never leaves half a file."""
     with atomic_path(path) as temporary:

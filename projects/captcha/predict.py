@@ -9,7 +9,6 @@ command (training's final test and `evaluate` too) runs a model over captchas.
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -49,12 +48,7 @@ def predict(args):
 
 def export(args):
     path = runs.model_path(PROJECT, args.model)
-    out = Path(args.out) if args.out else path.parent / "inference.keras"
-    if out.suffix != ".keras":
-        raise UserError(f"--out must name a .keras file, got {out}")
-    if out.resolve() == path.resolve():
-        raise UserError(f"--out {out} is the model being exported; choose another file")
-    runs.check_new_file(out, args.overwrite)  # before any work: a file the user has stays as it is
+    out = runs.export_file(path, args.out, "inference.keras", args.overwrite)  # before any work: the user's files stay
     model = load(path)
     inference, decoding = inference_model(model, args.beam_width)
     runs.save_model(inference, out, PROJECT)

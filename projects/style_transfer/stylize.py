@@ -230,12 +230,7 @@ def export(args):
     from projects.style_transfer.model import inference_model, load_network
 
     path = runs.model_path(PROJECT, args.model)
-    out = Path(args.out) if args.out else path.parent / "stylizer.keras"
-    if out.suffix != ".keras":
-        raise UserError(f"--out must name a .keras file, got {out}")
-    if out.resolve() == path.resolve():
-        raise UserError(f"--out {out} is the model being exported; choose another file")
-    runs.check_new_file(out, args.overwrite)
+    out = runs.export_file(path, args.out, "stylizer.keras", args.overwrite)  # before any work: the user's files stay
     net = load_network(path)
     exported = net if net.output.dtype == "uint8" else inference_model(net)
     runs.save_model(exported, out, PROJECT)
