@@ -78,7 +78,8 @@ def read_config_file(path, config_class):
         item, expected = fields[name], field_type(fields[name])
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if value is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
+        items = value if isinstance(value, list) and item.metadata.get("nargs") else [value]
+        if value is not None and any(not isinstance(v, expected) or (expected is int and isinstance(v, bool)) for v in items):
             raise UserError(f"{path}: {name} must be {expected.__name__}, got {value!r}")
         choices = item.metadata.get("choices")
         if choices and value not in choices:

@@ -128,6 +128,7 @@ def find_resumable(project, resume):
             raise UserError(f"no unfinished {project} run to resume under {RUNS_DIR / project}")
         run_dir = unfinished[-1]
     owner = read_json(run_dir / "config.json").get("project")
+    owner = RENAMED.get(owner, owner)
     if owner != project:
         raise UserError(f"{run_dir} is {_a(owner)} run, not {_a(project)} one; "
                         + (f"continue it with python -m projects.{owner} train --resume {run_dir}" if owner else "it cannot be resumed here"))
@@ -202,9 +203,14 @@ def load_model(path, project):
         raise UserError(f"{path} is not a loadable Keras model ({reason})") from None
 
 
+# Projects renamed since they saved models: a model saved under the old name is the renamed project's.
+RENAMED = {"imdb_lstm": "imdb_sentiment"}
+
+
 def check_owner(project, path, shown):
     """Stop when `path` (a .keras file, or a run's config.json) belongs to another project than `project`."""
     owner = model_owner(path)
+    owner = RENAMED.get(owner, owner)
     if owner is not None and owner != project:
         raise UserError(f"{shown} is {_a(owner)} model, not {_a(project)} one; use it with python -m projects.{owner}")
 

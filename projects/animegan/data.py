@@ -25,6 +25,9 @@ from common.errors import UserError, warn
 
 CANNY_LOW, CANNY_HIGH = 100, 200  # thresholds on |dI/dx| + |dI/dy| of 0-255 grey (AnimeGAN's cv2.Canny(100, 200))
 SMOOTH_KERNEL = 5
+# The taps OpenCV uses for its default Gaussian of the small odd sizes, rather than its sigma formula.
+SMALL_GAUSSIANS = {1: [1.0], 3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
+                   7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125]}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
 
@@ -62,11 +65,15 @@ def canny(grey, low=CANNY_LOW, high=CANNY_HIGH):
 
 
 def gaussian_kernel(size=SMOOTH_KERNEL):
-    """OpenCV's default Gaussian for a kernel size (sigma = 0.3 * ((size - 1) / 2 - 1) + 0.8), 2-D, summing to 1."""
-    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
-    offsets = np.arange(size) - (size - 1) / 2
-    line = np.exp(-(offsets**2) / (2 * sigma**2))
-    line /= line.sum()
+    """OpenCV's default Gaussian for a kernel size (`cv2.getGaussianKernel(size, 0)`, which AnimeGAN's edge
+    smoothing takes), 2-D, summing to 1: OpenCV's fixed taps up to size 7, beyond it sigma = 0.3 * ((size - 1) / 2 - 1) + 0.8."""
+    if size in SMALL_GAUSSIANS:
+        line = np.array(SMALL_GAUSSIANS[size])
+    else:
+        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+        offsets = np.arange(size) - (size - 1) / 2
+        line = np.exp(-(offsets**2) / (2 * sigma**2))
+    line = line / line.sum()
     return np.outer(line, line)
 
 

@@ -143,7 +143,7 @@ def evaluate(args):
         pd.Categorical([names[i] for i in y_test], names), pd.Categorical([names[i] for i in predicted], names),
         rownames=["true"], colnames=["predicted"], dropna=False,
     )
-    per_class = pd.DataFrame({"images": confusion.sum(1), "accuracy": np.diag(confusion) / confusion.sum(1).clip(lower=1)})
+    per_class = pd.DataFrame({"images": confusion.sum(axis=1), "accuracy": np.diag(confusion) / confusion.sum(axis=1).clip(lower=1)})
     print(f"{dataset} test set, {len(y_test)} images: accuracy {accuracy:.4f} ({int((predicted != y_test).sum())} errors)")
     print("\nper class:\n" + per_class.to_string(float_format=lambda v: f"{v:.4f}"))
     print("\nconfusion matrix:\n" + confusion.to_string())

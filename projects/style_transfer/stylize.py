@@ -50,7 +50,7 @@ class StylizeConfig:
     save_every: int = option(25, "save the image every N iterations, to watch it converge (0: never)")
     backbone: str = option("vgg19", "VGG network that measures content and style", choices=("vgg16", "vgg19"))
     backbone_weights: str = option("imagenet", "its weights: imagenet (downloaded by Keras), a local weights file, or random")
-    seed: int = option(0, "seed of the noise start")
+    seed: int = option(0, "seed of the noise start and of a random VGG (--backbone-weights random)")
 
     def __post_init__(self):
         require_at_least_one(self, "iterations")
@@ -110,6 +110,7 @@ def by_optimisation(config):
     photo = data.load(config.content, max_size)
     style_size = config.style_size or max(photo.shape[:2])
     paintings = [data.load(path, style_size, "--style-size") for path in config.style]
+    backend.set_random_seed(config.seed)  # so that a random VGG (--backbone-weights random) is the same on every run
     loss = losses.perceptual_loss(config)  # builds the VGG: a bad weights file stops here, before any folder exists
 
     out = runs.new_run_dir(OUTPUTS, config.out)

@@ -175,6 +175,7 @@ def evaluate(args):
     """Perceptual losses of a trained network's outputs on photos, beside the photos' own (the starting point)."""
     import keras
 
+    from common import backend
     from projects.style_transfer import data, losses
     from projects.style_transfer.model import load_network
 
@@ -188,6 +189,7 @@ def evaluate(args):
         raise UserError(f"{path} has no run config beside it; give --style (and --backbone, --backbone-weights)")
     known = {k: v for k, v in saved.items() if k in Config.__dataclass_fields__ and k not in ("out", "tiny", "data_dir")}
     config = Config(**{**known, "content_dir": None, **overrides, **({"backbone": args.backbone} if args.backbone else {})})
+    backend.set_random_seed(config.seed)  # as in training: a random VGG is the one the network was trained with
     loss = losses.perceptual_loss(config)
     painting = data.load(config.style, config.style_size, "--style-size") if config.style else data.tiny_painting()
     style_targets = loss.style_targets([painting])

@@ -78,7 +78,9 @@ class CBOW(keras.Model):
 
     def vectors(self):
         """The learned word vectors, (vocab_size, dimensions)."""
-        return ops.convert_to_numpy(self.word_vectors.embeddings)
+        # A copy (a tensor), not the variable: NumPy 2 warns when given a Keras or TensorFlow variable, whose
+        # __array__ takes no `copy` argument.
+        return ops.convert_to_numpy(ops.copy(self.word_vectors.embeddings))
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "dimensions": self.dimensions, "negative": self.negative}

@@ -79,7 +79,9 @@ def scores(vectors):
     """
     result = {"analogy_accuracy": float("nan")}
     try:
-        result["analogy_accuracy"], _ = vectors.evaluate_word_analogies(datapath("questions-words.txt"))
+        accuracy, sections = vectors.evaluate_word_analogies(datapath("questions-words.txt"))
+        if sections[-1]["correct"] or sections[-1]["incorrect"]:  # gensim says 0.0 when it could ask no question
+            result["analogy_accuracy"] = accuracy
     except (ValueError, ZeroDivisionError):
         pass
     for name, file in (("wordsim353", "wordsim353.tsv"), ("simlex999", "simlex999.txt")):

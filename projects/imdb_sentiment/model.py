@@ -18,7 +18,7 @@ import keras
 from keras import layers, ops
 
 from common import runs, training
-from projects.imdb_lstm import PROJECT
+from projects.imdb_sentiment import PROJECT
 
 
 @keras.saving.register_keras_serializable(package="imdb_lstm")

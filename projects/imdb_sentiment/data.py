@@ -5,7 +5,11 @@ reviews, `aclImdb_v1.tar.gz` via the dataset registry), from a folder of your ow
 (`pos/` and `neg/`, optionally under `train/` and `test/`), or, with `--tiny`, from a
 small generated set with planted sentiment words. Text is tokenised by
 `common.text.tokenize`, the tokeniser the word2vec project trains its vectors on, so
-the vectors' words and the reviews' words are the same strings.
+the vectors' words and the reviews' words are the same strings. Every kind of model
+reads the same tokens and is trained, validated and tested on the same reviews
+(`prepare`): a review without a single word is left out, then a seeded share of the
+training reviews is held out for validation. A run records the split's fingerprint
+and the tokeniser, so that an ensemble can refuse members trained on different ones.
 
 The vocabulary comes from the training reviews only: id 0 pads, id 1 stands for any
 word outside the vocabulary, ids 2... are the words seen at least `min_count` times,
@@ -21,6 +25,7 @@ there are few distinct shapes to compile.
 """
 
 import collections
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +41,8 @@ BUCKET = 32
 INFERENCE_BATCH = 256
 VOCABULARY_FILE = "vocabulary.txt"
 DEFAULT_EMBEDDING_DIM = 100  # the word2vec project's default
+# What decides the tokens, recorded with every run: members of an ensemble must read text alike.
+TOKENISER = f"common.text.tokenize: lower case, tags {text.HTML_TAG.pattern}, tokens {text.TOKEN.pattern}"
 
 
 @dataclass
@@ -49,6 +56,23 @@ class Reviews:
     train: Split
     test: Split
     description: str
+
+
+@dataclass
+class Tokenised:
+    texts: list
+    tokens: list  # each review's tokens
+    labels: np.ndarray
+
+
+@dataclass
+class Prepared:
+    """The reviews every kind of model is trained on (`fit`), validated on and tested on."""
+
+    fit: Tokenised
+    validation: Tokenised
+    test: Tokenised
+    fingerprint: str  # of the reviews and labels in each part
 
 
 # --- reading reviews ----------------------------------------------------------------------
@@ -122,15 +146,18 @@ FILLER = ("the", "film", "movie", "plot", "actor", "scene", "story", "and", "a",
 
 
 def tiny_split(count, seed):
-    """Generated reviews of 4 to 80 words: filler, rare names, and 1-3 words of their sentiment (sometimes one of the other)."""
+    """Generated reviews of 5 to 30 words: filler, rare names, and 1-3 words of their sentiment (sometimes one of the other).
+
+    At most 30 words, so that every batch of them pads to one width (the LSTM compiles once per width on JAX).
+    """
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, count).astype(np.int32)
     texts = []
     for label in labels:
-        words = list(rng.choice(FILLER, rng.integers(4, 81)))
+        words = list(rng.choice(FILLER, rng.integers(4, 25)))
         words += [f"name{rng.integers(1000)}" for _ in range(rng.integers(0, 3))]
         words += list(rng.choice(POSITIVE if label else NEGATIVE, rng.integers(1, 4)))
-        if rng.random() < 0.3:
+        if rng.random() < 0.15:
             words.append(rng.choice(NEGATIVE if label else POSITIVE))
         rng.shuffle(words)
         texts.append(" ".join(words))
@@ -148,17 +175,41 @@ def load(config, with_train=True):
 
 
 def prepare(config):
-    """The vocabulary of the training reviews, and the (id arrays, labels) of the training and the test reviews."""
+    """The training reviews split into `fit` and `validation` (a seeded `config.val_split` held out), and the test reviews."""
     reviews = load(config)
     print(reviews.description)
-    if len(set(reviews.train.labels.tolist())) < 2:
+    train = tokenise(reviews.train, "training")
+    if len(set(train.labels.tolist())) < 2:
         raise UserError("the training reviews are all of one label; training needs positive and negative ones")
-    vocabulary = build_vocabulary((text.tokenize(review) for review in reviews.train.texts), config.min_count, config.vocabulary_size)
-    return (
-        vocabulary,
-        encode_split(reviews.train, vocabulary, config.max_length, "training"),
-        encode_split(reviews.test, vocabulary, config.max_length, "test"),
-    )
+    kept, held_out = datasets.holdout(len(train.tokens), config.val_split, config.seed)
+    fit, validation = subset(train, kept), subset(train, held_out)
+    test = tokenise(reviews.test, "test")
+    return Prepared(fit, validation, test, fingerprint(fit, validation, test))
+
+
+def tokenise(split, what):
+    """A split's reviews with their tokens; reviews without a single word are left out, with a warning."""
+    tokens = [text.tokenize(review) for review in split.texts]
+    kept = [i for i, review in enumerate(tokens) if review]
+    if len(kept) < len(tokens):
+        warn(f"left out {len(tokens) - len(kept)} of the {what} reviews: they hold no words")
+    if not kept:
+        raise UserError(f"none of the {what} reviews holds a word")
+    return subset(Tokenised(split.texts, tokens, split.labels), kept)
+
+
+def subset(reviews, indices):
+    return Tokenised([reviews.texts[i] for i in indices], [reviews.tokens[i] for i in indices], reviews.labels[indices])
+
+
+def fingerprint(*parts):
+    """A short hash of the reviews and labels of each part, in order: equal for the same split of the same reviews."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(f"part of {len(part.texts)}\n".encode())
+        for review, label in zip(part.texts, part.labels):
+            digest.update(f"{label}\t{review}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
 
 
 # --- vocabulary and encoding --------------------------------------------------------------
@@ -208,17 +259,6 @@ def truncate(tokens, max_length):
 
 def encode(tokens, vocabulary, max_length):
     return np.array([vocabulary.index.get(t, OOV) for t in truncate(tokens, max_length)], np.int32)
-
-
-def encode_split(split, vocabulary, max_length, what):
-    """Id arrays and labels of a split's reviews; reviews without a single word are left out, with a warning."""
-    ids = [encode(text.tokenize(review), vocabulary, max_length) for review in split.texts]
-    kept = [i for i, review in enumerate(ids) if len(review)]
-    if len(kept) < len(ids):
-        warn(f"left out {len(ids) - len(kept)} of the {what} reviews: they hold no words")
-    if not kept:
-        raise UserError(f"none of the {what} reviews holds a word")
-    return [ids[i] for i in kept], split.labels[kept]
 
 
 # --- batches --------------------------------------------------------------------------------
