@@ -291,7 +291,8 @@ def test_initialisation_steps_lower_the_reconstruction_loss(trained):
     losses = []
     for _ in range(6):
         loss, terms = gan.init_step(photos)  # the loss before the step's own update
-        assert loss == pytest.approx(config.content_weight * terms["content"] + config.init_color_weight * terms["color"], rel=1e-5)
+        expected = config.content_weight * terms["content"] + config.init_color_weight * terms["color"]
+        assert loss == pytest.approx(expected, rel=1e-5)
         losses.append(loss)
     assert np.mean(losses[-3:]) < 0.8 * losses[0], losses  # Adam with beta1 0.5 wobbles; the trend is down
 
@@ -458,7 +459,8 @@ def test_convert_replaces_an_existing_output_only_with_overwrite(trained, loaded
     (anime / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not an empty folder; choose another --out, or pass --overwrite"):
         convert.convert(convert_args(trained.run_dir, photos, out=anime))
-    assert (anime / "a.png").read_bytes() == b"an older picture" and sorted(p.name for p in anime.iterdir()) == ["a.png", "notes.txt"]
+    assert (anime / "a.png").read_bytes() == b"an older picture"
+    assert sorted(p.name for p in anime.iterdir()) == ["a.png", "notes.txt"]
     with pytest.raises(UserError, match="is the input itself"):
         convert.convert(convert_args(trained.run_dir, photos, out=photos, overwrite=True))
     assert convert.convert(convert_args(trained.run_dir, photos, out=anime, overwrite=True)) == 0
@@ -634,7 +636,8 @@ def test_training_reads_odd_image_modes_and_skips_non_images(tmp_path, capsys):
     assert [p.shape for p in pictures.style] == [(53, 48, 6)] * len(modes)  # each with its edge-smoothed copy
     with Image.open(style / "0.png") as first:
         scaled = np.asarray(data.scaled(first.convert("RGB"), side))
-    assert np.array_equal(pictures.style[0][..., :3], scaled) and np.array_equal(pictures.style[0][..., 3:], data.edge_smooth(scaled))
+    assert np.array_equal(pictures.style[0][..., :3], scaled)
+    assert np.array_equal(pictures.style[0][..., 3:], data.edge_smooth(scaled))
     with Image.open(photos / "3.png") as grey:  # the L picture: grey in all three channels
         assert np.array_equal(pictures.photos[3], np.asarray(data.scaled(grey.convert("RGB"), side)))
     assert pictures.validation.shape == (2, side, side, 3)
