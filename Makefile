@@ -27,14 +27,16 @@ venv: $(VENV)/.installed
 # their trained fixtures, so they stay together; files with the most tests go first);
 # TEST_WORKERS=0 runs them in this one. Under JAX the backend-independent tests are deselected.
 # JAX keeps the programs it compiles in JAX_TEST_CACHE, outside the clone: the processes of one
-# run share them (a test's subprocess compiles what the test compiled already) and so do later runs.
+# run share them (a test's subprocess compiles what the test compiled already) and so do later runs;
+# every program is kept, not only those that took a second to compile (JAX's default): a process
+# that starts finds its hundreds of small ones (initialisers, single operations) there too.
 TEST_WORKERS ?= 2
 JAX_TEST_CACHE ?= $(HOME)/.cache/deep-learning-projects/jax-tests
 # The tests' models are tiny: compiling them quickly matters more than optimising them (half the compile time).
 JAX_TEST_XLA_FLAGS ?= --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true
 test: venv
 	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(ARGS)
-	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(JAX_TEST_CACHE) XLA_FLAGS="$(JAX_TEST_XLA_FLAGS)" $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(JAX_TEST_CACHE) JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 XLA_FLAGS="$(JAX_TEST_XLA_FLAGS)" $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 train-mnist: venv
 	$(PY) -m projects.mnist_cnn train $(ARGS)

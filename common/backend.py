@@ -67,10 +67,28 @@ def name():
 
 
 def set_random_seed(seed):
-    """Keras' `set_random_seed`, which imports TensorFlow whenever it is installed, even under
-    JAX: with TensorFlow's start-up lines dropped."""
-    with start_up_lines_dropped():
-        keras.utils.set_random_seed(seed)
+    """Keras' `set_random_seed`: Python's, NumPy's and Keras' own random numbers, and TensorFlow's.
+
+    Keras imports TensorFlow to seed it whenever it is installed, even under JAX, which
+    costs seconds at every start; nothing here uses TensorFlow under JAX, so it is seeded
+    there only when something has imported it already.
+    """
+    if name() == "tensorflow" or "tensorflow" in sys.modules:
+        with start_up_lines_dropped():
+            keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    # What keras.utils.set_random_seed does, less TensorFlow (Keras 3.15's rng_utils).
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def _tf():

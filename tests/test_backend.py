@@ -1,5 +1,7 @@
 """The shared custom training step, the VGG backbone and its losses, and TensorFlow's start-up lines."""
 
+import random
+
 import h5py
 import keras
 import numpy as np
@@ -73,11 +75,26 @@ def test_gram_matrix_and_total_variation_by_hand():
     assert float(values(vgg.total_variation(image))) == pytest.approx(5.0)
 
 
-def test_tensorflows_start_up_lines_are_dropped_and_other_stderr_kept():
-    # Under TensorFlow the lines come when Keras is imported; under JAX, when Keras' seeding imports TensorFlow.
-    code = "from common import backend; import keras, os; keras.ops.ones(1); backend.set_random_seed(0); os.write(2, b'kept\\n')"
+def test_start_up_lines_are_dropped_other_stderr_kept_and_jax_never_imports_tensorflow():
+    # Under TensorFlow its start-up lines come when Keras is imported; under JAX, seeding must not import it.
+    code = ("from common import backend; import keras, os, sys; keras.ops.ones(1); backend.set_random_seed(0); "
+            "print('tensorflow' in sys.modules); os.write(2, b'kept\\n')")
     result = run_subprocess("-c", code)
     assert result.returncode == 0 and result.stderr == "kept\n", result.stderr
+    assert result.stdout.split() == [str(keras.backend.backend() == "tensorflow")]
+
+
+def test_seeding_repeats_python_numpy_and_keras_random_numbers():
+    def draws():
+        return [random.random(), np.random.rand(), *keras.ops.convert_to_numpy(keras.random.normal((2,))).tolist()]
+
+    backend.set_random_seed(7)
+    first = draws()
+    backend.set_random_seed(8)
+    other = draws()
+    backend.set_random_seed(7)
+    assert draws() == first
+    assert all(a != b for a, b in zip(first, other))
 
 
 # --- The VGG backbone: nothing here depends on the backend --------------------------------

@@ -32,6 +32,22 @@ def rate(schedule, step):
     return float(keras.ops.convert_to_numpy(schedule(step))) if callable(schedule) else float(schedule)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="JAX's Keras makes the optimizer's variables before tracing")
+def test_a_compiled_model_traces_its_training_step_once():
+    class Traced(keras.Sequential):
+        def train_step(self, data):  # runs in Python only while TensorFlow traces it
+            self.traces += 1
+            return super().train_step(data)
+
+    model = Traced([keras.Input((3,)), keras.layers.Dense(2)])
+    model.traces = 0
+    training.compiled(model, optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=[keras.metrics.MeanAbsoluteError()])
+    model.fit(np.zeros((8, 3), np.float32), np.ones((8, 2), np.float32), batch_size=4, epochs=2, verbose=0)
+    assert model.traces == 1
+    with pytest.raises(TypeError, match="give the metrics"):
+        training.compiled(model, optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+
+
 def test_flags_reach_the_optimizer():
     config = config_from_flags(
         ["--optimizer", "momentum", "--lr", "0.1", "--lr-schedule", "piecewise", "--warmup", "0", "--weight-decay", "1e-4", "--clipnorm", "1.5"]

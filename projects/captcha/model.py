@@ -167,9 +167,9 @@ def reader(model, beam_width=None):
 
 
 def compile_model(model, config, total_steps):
-    model.compile(
+    return training.compiled(
+        model,
         optimizer=training.build_optimizer(config, total_steps),
         loss=keras.losses.CTC(),
         metrics=[keras.metrics.MeanMetricWrapper(sequence_accuracy, name="sequence_accuracy")],
     )
-    return model

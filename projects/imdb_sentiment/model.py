@@ -64,12 +64,12 @@ def set_embeddings(model, matrix, trainable):
 
 
 def compile_model(model, config, steps_per_epoch):
-    model.compile(
+    return training.compiled(
+        model,
         optimizer=training.build_optimizer(config, config.epochs * steps_per_epoch),
         loss="binary_crossentropy",
-        metrics=["accuracy"],
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
     )
-    return model
 
 
 def load(path):

@@ -147,7 +147,8 @@ def train_variant(name, build, optimizer_config, config, train_split, validation
     model = build()
     steps = config.epochs * max(1, len(train_split[0]) // config.batch_size)
     every = max(1, steps // POINTS)
-    model.compile(training.build_optimizer(optimizer_config, steps), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    training.compiled(model, optimizer=training.build_optimizer(optimizer_config, steps), loss="sparse_categorical_crossentropy",
+                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     # One Keras "epoch" per measurement: the loss it logs is the mean over those steps.
     history = model.fit(
         endless_batches(*train_split, config.batch_size, config.seed),

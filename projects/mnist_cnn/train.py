@@ -101,13 +101,14 @@ def preset(chosen):
 
 def compiled_model(config, total_steps):
     """The convnet, compiled with the optimiser and schedule the config names (common/training.py)."""
+    import keras
+
     from common import training
     from projects.mnist_cnn.model import build_model
 
     model = build_model(config)
-    model.compile(optimizer=training.build_optimizer(config, total_steps), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
+    return training.compiled(model, optimizer=training.build_optimizer(config, total_steps), loss="sparse_categorical_crossentropy",
+                            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 def score_test_set(model, x_test, y_test, dataset, run_dir):

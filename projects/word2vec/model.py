@@ -26,6 +26,7 @@ update word2vec would give it, summed over the step.
 import keras
 from keras import layers, ops
 
+from common import training
 from projects.word2vec.data import BLOCK
 
 
@@ -129,5 +130,5 @@ def build_model(vocab_size, config, total_steps):
         "negatives": ops.zeros(negatives, "int32"),
     })
     # XLA also on CPUs (Keras leaves it off there): fused, the step runs about twice as fast.
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate(config, total_steps)), jit_compile=True, steps_per_execution=8)
-    return model
+    return training.compiled(model, optimizer=keras.optimizers.SGD(learning_rate(config, total_steps)), jit_compile=True,
+                            steps_per_execution=8)
