@@ -1,4 +1,4 @@
-"""How a model is optimised: optimizer, learning-rate schedule, weight decay, clipping.
+"""How a model is optimised: optimizer, learning-rate schedule, weight decay, clipping, compiling.
 
 The course's training techniques as settings every `model.fit` project shares, so a
 user can try them from the command line (`--optimizer momentum --lr-schedule
