@@ -10,8 +10,8 @@ ifdef DATA_DIR
 export DATA_DIR
 endif
 
-.PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan \
-	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan report clean-venv \
+.PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan train-poetry \
+	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry report clean-venv \
 	tune-mnist compare-optimizers compare-init
 
 $(VENV)/.installed: requirements.txt
@@ -59,7 +59,10 @@ train-style: venv
 train-animegan: venv
 	$(PY) -m projects.animegan train $(ARGS)
 
-bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan
+train-poetry: venv
+	$(PY) -m projects.tang_poetry train $(ARGS)
+
+bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry
 
 bench-mnist: venv
 	$(PY) -m projects.mnist_cnn bench $(ARGS)
@@ -81,6 +84,9 @@ bench-style: venv
 
 bench-animegan: venv
 	$(PY) -m projects.animegan bench $(ARGS)
+
+bench-poetry: venv
+	$(PY) -m projects.tang_poetry bench $(ARGS)
 
 # The course's training experiments on MNIST; each writes its figures into projects/mnist_cnn/README.md.
 tune-mnist: venv

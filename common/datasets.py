@@ -66,6 +66,15 @@ REGISTRY = {
             "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
         )
     },
+    # The Tang poems of the chinese-poetry project (MIT), packed as chinese-poetry/quantangshi/*.json; upstream
+    # publishes the JSON files (its 全唐诗 folder), not this archive, so it is found locally, never downloaded.
+    "chinese-poetry-tang": {
+        "chinese-poetry-tang.tar.gz": RemoteFile(
+            "chinese-poetry-tang.tar.gz",
+            "https://github.com/chinese-poetry/chinese-poetry",
+            "269aa6ca2554860f0d337d0b4e0e15596ebe5f2b03d39093b273cb94029765ec",
+        )
+    },
 }
 
 
