@@ -108,7 +108,7 @@ def write_readme(results, run_dir, folder):
 
     metrics = pd.read_csv(Path(run_dir) / "metrics.csv")
     curve = charts.curves(
-        {"training loss (all tokens)": (metrics["epoch"] + 1, np.exp(metrics["loss"])),
+        {"training perplexity per token (punctuation and END included)": (metrics["epoch"] + 1, np.exp(metrics["loss"])),
          "validation perplexity per character": (metrics["epoch"] + 1, metrics["val_perplexity"])},
         Path(folder) / "assets" / "learning_curve.png", title="learning curve", ylabel="perplexity", logy=True,
     )
@@ -121,7 +121,8 @@ def write_readme(results, run_dir, folder):
         f"Measured by `make bench-poetry` on {results['device']}: training {results['training_minutes']:.0f} minutes; "
         f"{results['corpus']['kept']:,} poems after cleaning and deduplication.",
         f"Perplexity per character on the test poems (punctuation and END left out): LSTM {results['lstm_perplexity']:.1f}, "
-        f"Kneser-Ney {results['ngram_order']}-gram {results['ngram_perplexity']:.1f} ({lowered:.0f}% lower for the LSTM).",
+        f"Kneser-Ney {results['ngram_order']}-gram {results['ngram_perplexity']:.1f} "
+        + (f"({lowered:.0f}% lower for the LSTM)." if lowered >= 0 else f"({-lowered:.0f}% higher for the LSTM: the n-gram model is better)."),
         report.markdown_table(table), "Temperature sweep (5-jueju):", report.markdown_table(sweep),
         f"![learning curve](assets/{Path(curve).name})", poems,
     ])
