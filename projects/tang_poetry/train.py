@@ -37,7 +37,7 @@ class Config(FitConfig):
     units: int = option(256, "units of each LSTM layer")
     layers: int = option(1, "LSTM layers")
     dropout: float = option(0.1, "dropout after each LSTM layer")
-    epochs: int = option(2, "training epochs")
+    epochs: int = option(5, "training epochs")
     batch_size: int = option(64, "poems per training step")
     lr: float = option(3e-3, "peak learning rate")
     clipnorm: float = option(5.0, "clip the gradients' global norm to this (0: off)")
