@@ -65,10 +65,14 @@ class KneserNey:
             self.discounts[k] = min(0.95, max(0.05, of[1] / (of[1] + 2 * of[2]))) if of[1] else 0.5
         return self
 
+    def last_characters(self, context):
+        """The order - 1 tokens an n-gram conditions on, START-padded at a poem's beginning."""
+        return tuple(([START] * (self.order - 1) + list(context))[-(self.order - 1):]) if self.order > 1 else ()
+
     def distribution(self, context):
         """P(next | context) over the whole vocabulary (0 for padding and START); sums to 1."""
         p = self.predicted / self.predicted.sum()
-        context = tuple(([START] * (self.order - 1) + list(context))[-(self.order - 1):]) if self.order > 1 else ()
+        context = self.last_characters(context)
         for k in range(1, self.order + 1):
             h = context[len(context) - (k - 1):] if k > 1 else ()
             followers = self.followers[k].get(h)
@@ -83,7 +87,7 @@ class KneserNey:
 
     def probability(self, context, token):
         """P(token | context), computed without the whole distribution."""
-        context = tuple(([START] * (self.order - 1) + list(context))[-(self.order - 1):]) if self.order > 1 else ()
+        context = self.last_characters(context)
         p = 1.0 / self.predicted.sum() if self.predicted[token] else 0.0
         for k in range(1, self.order + 1):
             h = context[len(context) - (k - 1):] if k > 1 else ()
