@@ -108,6 +108,16 @@ def test_train_from_word_vectors_writes_a_complete_run_and_learns(lstm_run):
     assert not (run_dir / "backup").exists()
 
 
+def test_loaded_word_vectors_stay_fixed_by_default(lstm_run):
+    run_dir, _ = lstm_run
+    vectors = KeyedVectors.load_word2vec_format(str(run_dir.parent / "vectors.txt"))
+    vocabulary = data.Vocabulary.load(run_dir / "vocabulary.txt")
+    embeddings = keras.ops.convert_to_numpy(runs.load_model(run_dir / "model.keras", "imdb_sentiment").get_layer("embedding").embeddings)
+    known = [(index, word) for word, index in vocabulary.index.items() if word in vectors.key_to_index]
+    assert len(known) > 20
+    np.testing.assert_allclose(embeddings[[i for i, _ in known]], vectors[[w for _, w in known]], rtol=1e-6)
+
+
 def test_a_padded_review_scores_as_it_does_alone(lstm_run):
     run_dir, _ = lstm_run
     model = runs.load_model(run_dir / "model.keras", "imdb_sentiment")
