@@ -10,8 +10,8 @@ ifdef DATA_DIR
 export DATA_DIR
 endif
 
-.PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan train-poetry \
-	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry report clean-venv \
+.PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan train-poetry train-flappy \
+	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry bench-flappy report clean-venv \
 	tune-mnist compare-optimizers compare-init
 
 $(VENV)/.installed: requirements.txt
@@ -62,7 +62,10 @@ train-animegan: venv
 train-poetry: venv
 	$(PY) -m projects.tang_poetry train $(ARGS)
 
-bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry
+train-flappy: venv
+	$(PY) -m projects.flappy_dqn train $(ARGS)
+
+bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry bench-flappy
 
 bench-mnist: venv
 	$(PY) -m projects.mnist_cnn bench $(ARGS)
@@ -87,6 +90,9 @@ bench-animegan: venv
 
 bench-poetry: venv
 	$(PY) -m projects.tang_poetry bench $(ARGS)
+
+bench-flappy: venv
+	$(PY) -m projects.flappy_dqn bench $(ARGS)
 
 # The course's training experiments on MNIST; each writes its figures into projects/mnist_cnn/README.md.
 tune-mnist: venv
