@@ -14,7 +14,7 @@ from PIL import Image
 from common import runs
 from common.loop import CHECKPOINT
 from helpers import assert_one_line_error, run_command, run_killed_at, run_subprocess
-from projects.flappy_dqn import PROJECT, envs, model
+from projects.flappy_dqn import PROJECT, data, model
 from projects.flappy_dqn import train as train_module
 from projects.flappy_dqn.replay import NSteps, ReplayBuffer
 from projects.flappy_dqn.train import REPLAY, Config
@@ -44,7 +44,7 @@ def cartpole(tmp_path_factory):
     the short run killed in its first epoch alongside (under JAX once this run is done)."""
     folder = tmp_path_factory.mktemp("flappy")
     seeds = []
-    reset = envs.Game.reset
+    reset = data.Game.reset
 
     def recorded(game, seed):
         seeds.append(seed)
@@ -54,7 +54,7 @@ def cartpole(tmp_path_factory):
         kill = lambda: background.submit(kill_in_the_first_epoch, folder / "killed")
         killed = kill() if TENSORFLOW else None
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(envs.Game, "reset", recorded)
+            patch.setattr(data.Game, "reset", recorded)
             result = flappy(*CARTPOLE, "--out", folder / "run")
         assert result.returncode == 0, result.stderr[-3000:]
         yield {"run_dir": folder / "run", "training_seeds": seeds, "killed_dir": folder / "killed",
@@ -179,8 +179,8 @@ def test_n_step_returns_sum_discounted_rewards_and_stop_at_a_crash_but_not_at_a_
 
 @pytest.mark.backend_independent
 def test_pixel_observations_stack_four_grey_80x80_frames_that_shift_by_one_each_move():
-    game = envs.Game("flappy", "pixels")
-    first = game.reset(envs.episode_seed("evaluation", 0))
+    game = data.Game("flappy", "pixels")
+    first = game.reset(data.episode_seed("evaluation", 0))
     assert first.shape == (80, 80, 4) and first.dtype == np.uint8
     assert all(np.array_equal(first[..., 0], first[..., k]) for k in range(4))  # the start frame, four times
     second, _, _, _ = game.step(0)
@@ -195,20 +195,20 @@ def test_pixel_observations_stack_four_grey_80x80_frames_that_shift_by_one_each_
 def test_frame_skip_repeats_the_action_for_k_frames_and_adds_their_rewards(observation, size):
     moved = {}
     for skip in (1, 3):
-        game = envs.Game("flappy", "features", frame_skip=skip)
-        start = game.reset(envs.episode_seed("validation", 5))
+        game = data.Game("flappy", "features", frame_skip=skip)
+        start = game.reset(data.episode_seed("validation", 5))
         after, reward, terminated, _ = game.step(0)
         moved[skip] = (start[0] - after[0]) * 288  # the nearest pipe's x, in pixels: 4 per frame
         assert reward == pytest.approx(0.1 * skip) and not terminated
     assert moved == {1: pytest.approx(4.0), 3: pytest.approx(12.0)}
-    assert envs.Game("flappy", observation).reset(1).shape == (size,)
+    assert data.Game("flappy", observation).reset(1).shape == (size,)
 
 
 @pytest.mark.backend_independent
 def test_seed_kinds_never_overlap():
-    evaluation = {envs.episode_seed("evaluation", i) for i in range(1000)}
-    validation = {envs.episode_seed("validation", i) for i in range(1000)}
-    training = {envs.episode_seed("training", i, run_seed) for run_seed in range(5) for i in range(100000)}
+    evaluation = {data.episode_seed("evaluation", i) for i in range(1000)}
+    validation = {data.episode_seed("validation", i) for i in range(1000)}
+    training = {data.episode_seed("training", i, run_seed) for run_seed in range(5) for i in range(100000)}
     assert len(evaluation) == len(validation) == 1000 and len(training) == 500000
     assert not evaluation & validation and not evaluation & training and not validation & training
 
@@ -219,11 +219,11 @@ def test_the_rule_flaps_only_when_the_bird_sinks_to_the_next_gaps_bottom():
     observation[:, 0], observation[:, 2] = 0.5, 0.6  # the nearest pipe ahead, its gap's bottom at 0.6
     observation[:, 5] = 0.3  # the pipe after it
     observation[:, 9] = [0.3, 0.6 - 24 / 512 - 0.01, 0.6 - 24 / 512 - 0.1]  # high above, just above, well above
-    np.testing.assert_array_equal(envs.rule_policy(observation), [0, 1, 0])
+    np.testing.assert_array_equal(data.rule_policy(observation), [0, 1, 0])
     observation[:, 0] = -0.1  # that pipe is behind the bird: the next gap (bottom 0.3) counts
-    np.testing.assert_array_equal(envs.rule_policy(observation), [1, 1, 1])  # all three sank below it
+    np.testing.assert_array_equal(data.rule_policy(observation), [1, 1, 1])  # all three sank below it
     observation[:, 9] -= 0.3
-    np.testing.assert_array_equal(envs.rule_policy(observation), [0, 1, 0])
+    np.testing.assert_array_equal(data.rule_policy(observation), [0, 1, 0])
 
 
 @pytest.mark.backend_independent  # a reference player: the network's layers are checked on both backends elsewhere
@@ -231,8 +231,8 @@ def test_the_pretrained_agent_of_flappy_bird_gymnasium_loads_and_plays():
     from projects.flappy_dqn.agent import greedy_actions
 
     network = model.pretrained_network()
-    seeds = [envs.episode_seed("evaluation", i) for i in range(3)]
-    scores = envs.play_episodes(lambda o: greedy_actions(network, o), seeds, score_limit=15)
+    seeds = [data.episode_seed("evaluation", i) for i in range(3)]
+    scores = data.play_episodes(lambda o: greedy_actions(network, o), seeds, score_limit=15)
     np.testing.assert_array_equal(scores, [15, 15, 15])
 
 
@@ -241,8 +241,8 @@ def test_the_pretrained_agent_of_flappy_bird_gymnasium_loads_and_plays():
 
 def test_a_short_cartpole_run_reaches_a_mean_return_of_100_over_10_evaluation_episodes(cartpole, monkeypatch):
     played = []
-    reset = envs.Game.reset
-    monkeypatch.setattr(envs.Game, "reset", lambda game, seed: played.append(seed) or reset(game, seed))
+    reset = data.Game.reset
+    monkeypatch.setattr(data.Game, "reset", lambda game, seed: played.append(seed) or reset(game, seed))
     result = flappy("evaluate", "--model", cartpole["run_dir"], "--episodes", "10")
     assert result.returncode == 0, result.stderr[-3000:]
     evaluation = json.loads((cartpole["run_dir"] / "evaluation.json").read_text())["results"]["agent"]
@@ -250,10 +250,10 @@ def test_a_short_cartpole_run_reaches_a_mean_return_of_100_over_10_evaluation_ep
     assert evaluation["mean"] == pytest.approx(np.mean(evaluation["scores"]))
     assert evaluation["capped_share"] == pytest.approx(np.mean(np.array(evaluation["scores"]) >= 500))
     # Evaluation plays the evaluation seeds, which training (its own games and validation rounds) never played.
-    assert played == [envs.episode_seed("evaluation", i) for i in range(10)]
-    assert {envs.seed_kind(seed) for seed in cartpole["training_seeds"]} == {"training", "validation"}
+    assert played == [data.episode_seed("evaluation", i) for i in range(10)]
+    assert {data.seed_kind(seed) for seed in cartpole["training_seeds"]} == {"training", "validation"}
     assert not set(played) & set(cartpole["training_seeds"])
-    random = envs.play_episodes(envs.random_policy(np.random.default_rng(0), 0.5), range(0, 30, 3), env="cartpole")
+    random = data.play_episodes(data.random_policy(np.random.default_rng(0), 0.5), range(0, 30, 3), env="cartpole")
     assert random.mean() < 40  # the bar is far above chance (about 22)
 
 

@@ -7,17 +7,17 @@ saves a video of one game; `bench` trains the recipe and writes the README's tab
 """
 
 from common import cli
-from projects.flappy_dqn import PROJECT, envs
+from projects.flappy_dqn import PROJECT, data
 from projects.flappy_dqn.train import Config, recipe_defaults
 
 
 def add_game_flags(parser):
     parser.add_argument("--model", help="run folder or model.keras (default: the newest trained model)")
-    parser.add_argument("--env", choices=envs.ENVIRONMENTS, help="the game (default: the model's)")
-    parser.add_argument("--observation", choices=envs.OBSERVATIONS, help="Flappy Bird's observation (default: the model's)")
+    parser.add_argument("--env", choices=data.ENVIRONMENTS, help="the game (default: the model's)")
+    parser.add_argument("--observation", choices=data.OBSERVATIONS, help="Flappy Bird's observation (default: the model's)")
     parser.add_argument("--frame-skip", type=cli.count, help="frames per action (default: the model's)")
-    parser.add_argument("--score-limit", type=cli.count, default=envs.SCORE_LIMIT,
-                        help=f"pipes at which an episode is cut (default: {envs.SCORE_LIMIT})")
+    parser.add_argument("--score-limit", type=cli.count, default=data.SCORE_LIMIT,
+                        help=f"pipes at which an episode is cut (default: {data.SCORE_LIMIT})")
 
 
 def add_evaluate_flags(parser):
@@ -47,7 +47,7 @@ COMMANDS = {
                                "learn to play by deep Q-learning (defaults: the README's recipe)", defaults=recipe_defaults),
     "evaluate": ("score a trained agent on the evaluation seeds (and the reference players with --references)",
                  add_evaluate_flags, "projects.flappy_dqn.evaluate:evaluate"),
-    "play": ("save a video of the agent playing one game (.mp4 or .gif)", add_play_flags, "projects.flappy_dqn.evaluate:play"),
+    "play": ("save a video of the agent playing one game (.mp4 or .gif)", add_play_flags, "projects.flappy_dqn.play:play"),
     "bench": ("train the recipe, evaluate it beside the references, write the README table and pictures",
               add_bench_flags, "projects.flappy_dqn.bench:bench"),
 }

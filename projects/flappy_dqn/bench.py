@@ -12,8 +12,9 @@ import pandas as pd
 
 from common import backend, runs
 from common.report import markdown_table, update_readme
-from projects.flappy_dqn import FOLDER, envs
-from projects.flappy_dqn.evaluate import REFERENCES, evaluate, play
+from projects.flappy_dqn import FOLDER, data
+from projects.flappy_dqn.evaluate import REFERENCES, evaluate
+from projects.flappy_dqn.play import play
 from projects.flappy_dqn.train import Config, train
 
 
@@ -25,7 +26,7 @@ def bench(args):
     rows = []
     for observation, run_dir in trained.items():
         results = evaluate(Namespace(model=str(run_dir), env=None, observation=None, frame_skip=None,
-                                     score_limit=envs.SCORE_LIMIT, episodes=args.episodes,
+                                     score_limit=data.SCORE_LIMIT, episodes=args.episodes,
                                      references=observation == "features"))
         summary = runs.read_json(run_dir / "summary.json")
         rows.append(row(f"DQN on {observation}, {summary['training_minutes']:.0f} min of training", results["agent"], summary))
@@ -34,7 +35,7 @@ def bench(args):
     assets = FOLDER / "assets"
     features = trained["features"]
     shutil.copyfile(features / "learning_curve.png", assets / "learning_curve.png")
-    play(Namespace(model=str(features), env=None, observation=None, frame_skip=None, score_limit=envs.SCORE_LIMIT,
+    play(Namespace(model=str(features), env=None, observation=None, frame_skip=None, score_limit=data.SCORE_LIMIT,
                    out=str(assets / "game.gif"), episode=0, seconds=10, overwrite=True))
     update_readme(FOLDER / "README.md", "bench", bench_text(rows, trained, args.episodes, time.time() - started))
     print(markdown_table(pd.DataFrame(rows)))
@@ -50,7 +51,7 @@ def row(name, result, summary=None):
         "mean pipes": f"{result['mean']:.1f}",
         "median": f"{result['median']:.0f}",
         "max": f"{result['max']:.0f}",
-        f"reached {envs.SCORE_LIMIT}": f"{result['capped_share']:.0%}",
+        f"reached {data.SCORE_LIMIT}": f"{result['capped_share']:.0%}",
         "frames trained": f"{summary['frames']:,}" if summary else "",
         "evaluation time": f"{result['seconds']:.0f} s",
     }
@@ -69,6 +70,6 @@ def bench_text(rows, trained, episodes, seconds):
                      f"after {int(summary['best_frames']):,} frames). Validation mean by training minute: {points}. "
                      f"Run `{run_dir.name}`.")
         lines.append("")
-    lines.append(f"{episodes} evaluation seeds (never played in training or validation), episodes cut at {envs.SCORE_LIMIT} pipes; whole bench "
+    lines.append(f"{episodes} evaluation seeds (never played in training or validation), episodes cut at {data.SCORE_LIMIT} pipes; whole bench "
                  f"{seconds / 60:.1f} min on {backend.name()}, {backend.describe_device()}.")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""`evaluate`: the greedy agent on 100 evaluation seeds, beside the reference players; `play`: a video of one game.
+"""`evaluate`: the greedy agent on 100 evaluation seeds, beside the reference players.
 
 Evaluation plays one episode per evaluation seed (never played in training or
 validation), all side by side with one batched network call per move, each cut at
@@ -15,7 +15,7 @@ import numpy as np
 
 from common import runs
 from common.errors import UserError
-from projects.flappy_dqn import PROJECT, envs
+from projects.flappy_dqn import PROJECT, data
 
 REFERENCES = ("random", "rule", "pretrained")
 
@@ -39,7 +39,7 @@ def game_settings(args, saved, network, networks):
     observation = args.observation or saved.get("observation", "features")
     if args.observation and env == "cartpole":
         raise UserError("--observation applies to Flappy Bird only")
-    networks.check_fits(network, envs.observation_shape(env, observation), f"{envs.describe(env, observation)}")
+    networks.check_fits(network, data.observation_shape(env, observation), f"{data.describe(env, observation)}")
     frame_skip = args.frame_skip or saved.get("frame_skip", 1)
     return {"env": env, "observation": observation, "frame_skip": frame_skip, "score_limit": args.score_limit}
 
@@ -52,12 +52,12 @@ def summarise(scores, score_limit, seconds):
 
 
 def evaluation_seeds(count):
-    return [envs.episode_seed("evaluation", i) for i in range(count)]
+    return [data.episode_seed("evaluation", i) for i in range(count)]
 
 
 def score_policy(policy, game, episodes, batch=100):
     started = time.perf_counter()
-    scores = envs.play_episodes(policy, evaluation_seeds(episodes), batch=batch, **game)
+    scores = data.play_episodes(policy, evaluation_seeds(episodes), batch=batch, **game)
     return summarise(scores, game["score_limit"], time.perf_counter() - started), scores
 
 
@@ -66,9 +66,9 @@ def reference_policy(name, seed=0):
     from projects.flappy_dqn.agent import greedy_actions
 
     if name == "random":
-        return envs.random_policy(np.random.default_rng(seed)), "features"
+        return data.random_policy(np.random.default_rng(seed)), "features"
     if name == "rule":
-        return envs.rule_policy, "features"
+        return data.rule_policy, "features"
     from projects.flappy_dqn import model
 
     network = model.pretrained_network()
@@ -104,45 +104,3 @@ def line(name, summary, game):
     return (f"{name:>10s}: mean {summary['mean']:.1f} {unit}, median {summary['median']:.1f}, max {summary['max']:.0f}, "
             f"{summary['capped_share']:.0%} reached {game['score_limit']} "
             f"({summary['episodes']} episodes, {summary['seconds']:.1f} s)")
-
-
-def play(args):
-    """One game of the greedy agent on an evaluation seed, saved as a video (.mp4, or .gif with Pillow)."""
-    from pathlib import Path
-
-    from projects.flappy_dqn.agent import greedy_actions
-
-    out = runs.check_new_file(args.out, args.overwrite)
-    if out.suffix.lower() not in (".mp4", ".gif"):
-        raise UserError(f"--out must end in .mp4 or .gif, got {out.name}")
-    path, network, networks, saved = load_agent(args.model)
-    game_kwargs = game_settings(args, saved, network, networks)
-    game = envs.Game(**game_kwargs, render=True)
-    observation = game.reset(envs.episode_seed("evaluation", args.episode))
-    screens, frames_per_second = [game.screen()], 30
-    done = False
-    while not done and len(screens) < args.seconds * frames_per_second:
-        action = greedy_actions(network, observation[None])[0]
-        observation, _, terminated, truncated = game.step(action)
-        screens.append(game.screen())
-        done = terminated or truncated
-    game.close()
-    write_video(screens, Path(out), frames_per_second // max(1, game_kwargs["frame_skip"]))
-    print(f"score {game.score:.0f} in {len(screens)} pictures; saved {out}")
-    return 0
-
-
-def write_video(screens, out, fps):
-    """MP4 through imageio's ffmpeg, or an animated GIF (Pillow)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with runs.atomic_path(out) as temporary:
-        if out.suffix.lower() == ".mp4":
-            import imageio.v2 as imageio
-
-            imageio.mimsave(temporary, screens, fps=fps, macro_block_size=8)
-        else:
-            from PIL import Image
-
-            # Every second picture at half size: a GIF of a long game stays a few megabytes.
-            pictures = [Image.fromarray(screen).reduce(2) for screen in screens[::2]]
-            pictures[0].save(temporary, save_all=True, append_images=pictures[1:], duration=int(2000 / fps), loop=0)

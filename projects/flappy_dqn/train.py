@@ -33,8 +33,8 @@ import numpy as np
 from common import cli, runs
 from common.config import CustomStepConfig, check_choice, option, require_at_least_one, require_not_negative
 from common.errors import UserError
-from projects.flappy_dqn import PROJECT, envs
-from projects.flappy_dqn.envs import ENVIRONMENTS, OBSERVATIONS, SCORE_LIMIT
+from projects.flappy_dqn import PROJECT, data
+from projects.flappy_dqn.data import ENVIRONMENTS, OBSERVATIONS, SCORE_LIMIT
 
 REPLAY = "replay.npz"
 # --tiny: a few hundred moves, to try the whole pipeline in seconds.
@@ -90,7 +90,7 @@ class Config(CustomStepConfig):
             raise UserError(f"--replay-size ({self.replay_size}) must hold --batch-size and --learning-starts transitions")
 
     def game(self):
-        """The keyword arguments of `envs.Game` for this run."""
+        """The keyword arguments of `data.Game` for this run."""
         return {"env": self.env, "observation": self.observation, "frame_skip": self.frame_skip, "score_limit": self.score_limit}
 
 
@@ -127,9 +127,9 @@ def train(config, resume_dir=None):
     from projects.flappy_dqn.replay import NSteps, ReplayBuffer
 
     started = time.time()
-    shape = envs.observation_shape(config.env, config.observation)
+    shape = data.observation_shape(config.env, config.observation)
     run_dir = cli.open_run(PROJECT, config, resume_dir, resolved={"observation_shape": list(shape)})
-    agent = Agent(config, shape, envs.ACTIONS)
+    agent = Agent(config, shape, data.ACTIONS)
     counters = keras.Variable(np.zeros(len(COUNTERS), np.int32), dtype="int32", trainable=False, name="counters")
     times = keras.Variable(np.array([0.0, -np.inf], np.float32), trainable=False, name="times")
     replay = ReplayBuffer(config.replay_size, shape, np.uint8 if config.observation == "pixels" and config.env == "flappy" else np.float32)
@@ -156,13 +156,13 @@ def train(config, resume_dir=None):
         state.update(zip(COUNTERS, map(int, saved[0])), seconds=float(saved[1][0]), best_val_score=float(saved[1][1]))
         agent.updates = state["updates"]
         print(f"replay buffer: {restore_replay(replay, run_dir / REPLAY, loop.step)}")
-    games = envs.Games(config.envs, "training", first_episode=state["episodes"], run_seed=config.seed, **config.game())
+    games = data.Games(config.envs, "training", first_episode=state["episodes"], run_seed=config.seed, **config.game())
     clock["since"] = time.monotonic()
     nsteps = NSteps(config.envs, config.n_step, config.gamma)
     recent = deque(maxlen=20)  # the last episodes' scores, for the progress bar
     epoch_scores, losses = [], {"loss": 0.0, "q": 0.0}
     frames_per_step = config.envs * config.frame_skip
-    print(f"{envs.describe(config.env, config.observation)}, observations {shape}; {config.envs} games, "
+    print(f"{data.describe(config.env, config.observation)}, observations {shape}; {config.envs} games, "
           f"network {agent.online.count_params():,} weights; replay {replay.nbytes / 2**20:.0f} MB "
           f"({'saved with checkpoints' if keep_replay else 'refilled on resume'}); backend {backend.name()}, "
           f"{backend.describe_device()}")
@@ -216,7 +216,7 @@ def train(config, resume_dir=None):
     shutil.copyfile(run_dir / "best.keras", run_dir / "model.keras")
     rows = loop.metrics.rows
     if rows:
-        learning_curve(rows, run_dir / "learning_curve.png", envs.describe(config.env, config.observation))
+        learning_curve(rows, run_dir / "learning_curve.png", data.describe(config.env, config.observation))
     best = max(rows, key=lambda row: row["val_score"]) if rows else {}
     cli.finish_run(run_dir, config, started, loop,
                    {"best_val_score": best.get("val_score", float("nan")), "last_val_score": rows[-1]["val_score"] if rows else float("nan")},
@@ -234,8 +234,8 @@ def validation_scores(network, config):
     """The greedy agent's score on each validation seed."""
     from projects.flappy_dqn.agent import greedy_actions
 
-    seeds = [envs.episode_seed("validation", i) for i in range(config.val_episodes)]
-    return envs.play_episodes(lambda observations: greedy_actions(network, observations), seeds,
+    seeds = [data.episode_seed("validation", i) for i in range(config.val_episodes)]
+    return data.play_episodes(lambda observations: greedy_actions(network, observations), seeds,
                               batch=config.val_episodes, **config.game())
 
 
