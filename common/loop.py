@@ -123,17 +123,20 @@ class TrainingLoop:
     an optimizer's `variables`): everything training needs to go on. `checkpoint_steps`
     None writes no checkpoints (work that is not worth resuming, such as a few hundred
     steps of optimising one picture). `callbacks`: more Keras callbacks, called before
-    the standard ones; `self.params["loop"]` is the loop.
+    the standard ones; `self.params["loop"]` is the loop. `before_checkpoint(step)` runs
+    before each checkpoint is written: to update the variables it saves, or to write what
+    does not fit in them beside it (an agent's replay buffer).
     """
 
     def __init__(self, run_dir, variables, seed, resume=False, unit="images", shown=None,
-                 checkpoint_steps=200, checkpoint_seconds=120.0, callbacks=(), verbose=None):
+                 checkpoint_steps=200, checkpoint_seconds=120.0, callbacks=(), verbose=None, before_checkpoint=None):
         self.run_dir = Path(run_dir)
         self.variables = {name: list(group) for name, group in variables.items()}
         self.seed = seed
         self.unit = unit
         self.checkpoint_steps = checkpoint_steps
         self.checkpoint_seconds = checkpoint_seconds
+        self.before_checkpoint = before_checkpoint
         self.step = 0  # steps finished in this run, all phases together
         self.epoch_rows = []  # (seconds, samples) of each counted epoch this process timed
         self.phase, self.rng, self.epoch_state = None, None, EpochState()
@@ -254,6 +257,8 @@ class TrainingLoop:
         """Every variable and the loop's state, in one .npz written atomically (no pickles)."""
         if self.checkpoint_steps is None:
             return
+        if self.before_checkpoint:
+            self.before_checkpoint(self.step)
         state = {"step": self.step, "epoch": vars(self.epoch_state) if self.epoch_state.steps else None,
                  "rng": self.rng.bit_generator.state if self.epoch_state.steps else None}
         arrays = {"loop_state": np.array(json.dumps(state))}

@@ -1,12 +1,10 @@
-"""The DQN agent: online and target Q-networks, the optimiser, ε-greedy acting and the compiled update;
-and the shared training loop, extended to put the agent's counters and replay buffer into each checkpoint."""
+"""The DQN agent: online and target Q-networks, the optimiser, ε-greedy acting and the compiled update."""
 
 import keras
 import numpy as np
 from keras import ops
 
 from common import backend
-from common.loop import TrainingLoop
 from projects.flappy_dqn import model
 
 
@@ -62,16 +60,3 @@ def greedy_actions(network, observations):
     if padded != count:
         observations = np.concatenate([observations, np.repeat(observations[-1:], padded - count, axis=0)])
     return np.argmax(network.predict_on_batch(observations)[:count], axis=1)
-
-
-class CheckpointingLoop(TrainingLoop):
-    """The shared loop; `before_checkpoint(step)` runs before each checkpoint is written (counters, replay buffer)."""
-
-    def __init__(self, *args, before_checkpoint=None, **kwargs):
-        self.before_checkpoint = before_checkpoint
-        super().__init__(*args, **kwargs)
-
-    def save_checkpoint(self):
-        if self.checkpoint_steps is not None and self.before_checkpoint:
-            self.before_checkpoint(self.step)
-        super().save_checkpoint()

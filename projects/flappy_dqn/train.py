@@ -122,8 +122,8 @@ def train(config, resume_dir=None):
     import keras
 
     from common import backend
-    from common.loop import Phase
-    from projects.flappy_dqn.agent import Agent, CheckpointingLoop
+    from common.loop import Phase, TrainingLoop
+    from projects.flappy_dqn.agent import Agent
     from projects.flappy_dqn.replay import NSteps, ReplayBuffer
 
     started = time.time()
@@ -148,9 +148,9 @@ def train(config, resume_dir=None):
             with runs.atomic_path(run_dir / REPLAY) as temporary:
                 np.savez(temporary, step=np.array(step), **replay.state())
 
-    loop = CheckpointingLoop(run_dir, {**agent.variables(), "counters": [counters, times]}, config.seed,
-                             resume=resume_dir is not None, unit="frames", shown=("loss", "score", "epsilon"),
-                             checkpoint_steps=config.checkpoint_every, before_checkpoint=before_checkpoint)
+    loop = TrainingLoop(run_dir, {**agent.variables(), "counters": [counters, times]}, config.seed,
+                        resume=resume_dir is not None, unit="frames", shown=("loss", "score", "epsilon"),
+                        checkpoint_steps=config.checkpoint_every, before_checkpoint=before_checkpoint)
     if loop.step:  # resumed from a checkpoint
         saved = keras.ops.convert_to_numpy(counters.value), keras.ops.convert_to_numpy(times.value)
         state.update(zip(COUNTERS, map(int, saved[0])), seconds=float(saved[1][0]), best_val_score=float(saved[1][1]))
