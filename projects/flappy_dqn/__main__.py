@@ -36,7 +36,7 @@ def add_play_flags(parser):
 
 
 def add_bench_flags(parser):
-    parser.add_argument("--minutes", type=float, default=45.0, help="training wall time of the features run (default: 45)")
+    parser.add_argument("--minutes", type=float, default=45.0, help="training wall time of the features run (default: 45; 0 skips it)")
     parser.add_argument("--pixel-minutes", type=float, default=0.0,
                         help="also train on pixels for this many minutes (default: 0, not run)")
     parser.add_argument("--episodes", type=cli.count, default=100, help="evaluation episodes (default: 100)")
