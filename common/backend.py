@@ -313,6 +313,19 @@ def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
     return step
 
 
+@contextlib.contextmanager
+def float64_enabled():
+    """Within the block, float64 arrays and variables stay float64: JAX makes them float32 unless its
+    64-bit types are switched on; TensorFlow keeps them as they are."""
+    if name() != "jax":
+        yield
+        return
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
 if name() == "tensorflow":  # start the runtime now, while its start-up lines are dropped
     with start_up_lines_dropped(START_UP_LINES + NO_DRIVER_LINES):
         split_cpu()

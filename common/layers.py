@@ -11,6 +11,25 @@ def batch_norm():
     return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)
 
 
+def augmentation(rotation=0.0, shift=0.0, zoom=0.0, flip=False, seed=None):
+    """Layers that distort each training image at random, and leave images alone outside training.
+
+    A horizontal mirror image (`flip`), a turn of up to `rotation` degrees, a shift of up
+    to `shift` and a zoom of up to `zoom` (fractions of the image's size) either way; a
+    setting at 0 adds no layer. What moves in from beyond the border is zeros (black).
+    """
+    distortions = []
+    if flip:
+        distortions.append(layers.RandomFlip("horizontal", seed=seed))
+    if rotation > 0:
+        distortions.append(layers.RandomRotation(rotation / 360.0, fill_mode="constant", seed=seed))
+    if shift > 0:
+        distortions.append(layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed))
+    if zoom > 0:
+        distortions.append(layers.RandomZoom(zoom, fill_mode="constant", seed=seed))
+    return distortions
+
+
 @keras.saving.register_keras_serializable(package="common")
 class ReflectionPadding(layers.Layer):
     """Pads height and width by mirroring the image at its borders, `before` and `after` pixels

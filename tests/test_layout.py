@@ -12,13 +12,18 @@ from helpers import run_subprocess
 pytestmark = pytest.mark.backend_independent
 
 PROJECTS = sorted(p.name for p in (REPOSITORY / "projects").iterdir() if (p / "__main__.py").is_file())
+# Projects of experiments rather than one trained model: one command per experiment, and a bench of them all.
+EXPERIMENT_PROJECTS = ("foundations",)
+TRAINING_PROJECTS = [project for project in PROJECTS if project not in EXPERIMENT_PROJECTS]
 LAYOUT = ("__init__.py", "__main__.py", "train.py", "model.py", "data.py", "bench.py", "README.md")
+EXPERIMENT_LAYOUT = ("__init__.py", "__main__.py", "bench.py", "README.md")
 USER_MODULES = ("predict.py", "generate.py", "stylize.py", "convert.py", "vectors.py", "play.py")
 HEAVY = ("keras", "tensorflow", "jax")
 BACKENDS = ("tensorflow", "jax")  # only common/backend.py imports them
 
-# In one fresh process, for each project in turn: import its command line and its train module,
-# ask for `--help`, give `train` a bad flag, and note which deep-learning libraries are loaded by then.
+# In one fresh process, for each project in turn: import its command line and its train module (an
+# experiments project: its bench, which runs them all), ask for `--help`, give `train` (`bench`) a bad
+# flag, and note which deep-learning libraries are loaded by then.
 # A library loaded by one project stays loaded, so the first project that names it is the one to blame.
 COMMAND_LINES = """
 import contextlib, io, json, runpy, sys, importlib
@@ -34,10 +39,11 @@ def run(project, *args):
             status = exit.code
     return {{"status": status, "stdout": out.getvalue(), "stderr": err.getvalue()}}
 for project in {projects!r}:
-    importlib.import_module(f"projects.{{project}}.train")
+    experiments = project in {experiment_projects!r}
+    importlib.import_module(f"projects.{{project}}." + ("bench" if experiments else "train"))
     found[project] = {{
         "help": run(f"projects.{{project}}", "--help"),
-        "bad_flag": run(f"projects.{{project}}", "train", "--epochs", "lots"),
+        "bad_flag": run(f"projects.{{project}}", *(("bench", "--experiments", "lots") if experiments else ("train", "--epochs", "lots"))),
         "loaded": sorted(name for name in heavy if name in sys.modules),
     }}
 print(json.dumps(found))
@@ -46,7 +52,7 @@ print(json.dumps(found))
 
 @pytest.fixture(scope="module")
 def command_lines():
-    result = run_subprocess("-c", COMMAND_LINES.format(heavy=HEAVY, projects=PROJECTS))
+    result = run_subprocess("-c", COMMAND_LINES.format(heavy=HEAVY, projects=PROJECTS, experiment_projects=EXPERIMENT_PROJECTS))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -66,13 +72,23 @@ def test_there_are_projects():
     assert len(PROJECTS) >= 7
 
 
-@pytest.mark.parametrize("project", PROJECTS)
+@pytest.mark.parametrize("project", TRAINING_PROJECTS)
 def test_project_has_the_layout(project):
     folder = REPOSITORY / "projects" / project
     missing = [name for name in LAYOUT if not (folder / name).is_file()]
     assert not missing, f"{project} lacks {missing}"
     assert any((folder / name).is_file() for name in USER_MODULES), f"{project} has no module for trained models' users"
     assert (folder / "assets").is_dir()
+
+
+@pytest.mark.parametrize("project", EXPERIMENT_PROJECTS)
+def test_experiments_project_has_the_layout_less_training(project):
+    folder = REPOSITORY / "projects" / project
+    missing = [name for name in EXPERIMENT_LAYOUT if not (folder / name).is_file()]
+    assert not missing, f"{project} lacks {missing}"
+    assert (folder / "assets").is_dir()
+    trained = [name for name in ("train.py", "model.py", "evaluate.py") if (folder / name).exists()]
+    assert not trained, f"{project} runs experiments, yet has {trained}"
 
 
 @pytest.mark.parametrize("project", PROJECTS)
@@ -93,8 +109,8 @@ def test_readme_says_which_project_offers_which_flag():
     text = (REPOSITORY / "README.md").read_text()
     table = text[text.index("<!-- support:start -->"):text.index("<!-- support:end -->")]
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[3:])}
-    assert sorted(rows) == PROJECTS
-    for project in PROJECTS:
+    assert sorted(rows) == TRAINING_PROJECTS  # the projects with a train Config
+    for project in TRAINING_PROJECTS:
         fields = {f.name for f in dataclasses.fields(importlib.import_module(f"projects.{project}.train").Config)}
         offered = ["yes" if name in fields else "no" for name in ("mixed_precision", "distribute")]
         assert rows[project][2:] == offered, project
@@ -116,6 +132,7 @@ def test_command_line_loads_no_deep_learning_library(project, command_lines):
 def test_help_and_argument_errors_are_quiet(project, command_lines):
     help, bad_flag = command_lines[project]["help"], command_lines[project]["bad_flag"]
     assert help["status"] == 0 and help["stderr"] == "", help
-    assert help["stdout"].startswith(f"usage: python -m projects.{project}") and "train" in help["stdout"], help
+    command, flag = ("bench", "--experiments") if project in EXPERIMENT_PROJECTS else ("train", "--epochs")
+    assert help["stdout"].startswith(f"usage: python -m projects.{project}") and command in help["stdout"], help
     assert bad_flag["status"] == 2 and bad_flag["stdout"] == "", bad_flag
-    assert re.fullmatch(r"error: argument --epochs: .*'lots'.*\n", bad_flag["stderr"]), bad_flag
+    assert re.fullmatch(rf"error: argument {flag}: .*'lots'.*\n", bad_flag["stderr"]), bad_flag

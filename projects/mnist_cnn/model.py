@@ -15,7 +15,7 @@ come from `common.training`.
 import keras
 from keras import layers
 
-from common.layers import batch_norm
+from common.layers import augmentation, batch_norm
 
 
 def initializer(name):
@@ -35,21 +35,12 @@ def weighted_block(layer, units, config, *args):
 
 def build_model(config, input_shape=(28, 28, 1), num_classes=10):
     """The convnet `config` describes: raw 0-255 pixels in, class probabilities out."""
-    augmentation = []
-    if config.augment:
-        if config.flip:
-            augmentation.append(layers.RandomFlip("horizontal", seed=config.seed))
-        if config.rotation > 0:
-            augmentation.append(layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", seed=config.seed))
-        if config.shift > 0:
-            augmentation.append(layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=config.seed))
-        if config.zoom > 0:
-            augmentation.append(layers.RandomZoom(config.zoom, fill_mode="constant", seed=config.seed))
+    distortions = augmentation(config.rotation, config.shift, config.zoom, config.flip, config.seed) if config.augment else []
     return keras.Sequential(
         [
             keras.Input(input_shape),
             layers.Rescaling(1.0 / 255),
-            *augmentation,
+            *distortions,
             *weighted_block(layers.Conv2D, 32, config, 5),
             layers.MaxPooling2D(),
             *weighted_block(layers.Conv2D, 64, config, 3),
