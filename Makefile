@@ -12,7 +12,8 @@ endif
 
 .PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan train-poetry train-flappy \
 	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry bench-flappy report clean-venv \
-	tune-mnist compare-optimizers compare-init
+	tune-mnist compare-optimizers compare-init demo test-browser \
+	bench-foundations regression knn linear-classifier classic-ml scratch regularization finetune
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +66,7 @@ train-poetry: venv
 train-flappy: venv
 	$(PY) -m projects.flappy_dqn train $(ARGS)
 
-bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry bench-flappy
+bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry bench-flappy bench-foundations
 
 bench-mnist: venv
 	$(PY) -m projects.mnist_cnn bench $(ARGS)
@@ -94,6 +95,9 @@ bench-poetry: venv
 bench-flappy: venv
 	$(PY) -m projects.flappy_dqn bench $(ARGS)
 
+bench-foundations: venv
+	$(PY) -m projects.foundations bench $(ARGS)
+
 # The course's training experiments on MNIST; each writes its figures into projects/mnist_cnn/README.md.
 tune-mnist: venv
 	$(PY) -m projects.mnist_cnn tune --readme --minutes 19 $(ARGS)
@@ -104,8 +108,48 @@ compare-optimizers: venv
 compare-init: venv
 	$(PY) -m projects.mnist_cnn compare-init --readme $(ARGS)
 
+# The course's foundations, one experiment each (projects/foundations); --readme writes its section of that README.
+regression: venv
+	$(PY) -m projects.foundations regression --readme $(ARGS)
+
+knn: venv
+	$(PY) -m projects.foundations knn --readme $(ARGS)
+
+linear-classifier: venv
+	$(PY) -m projects.foundations linear-classifier --readme $(ARGS)
+
+classic-ml: venv
+	$(PY) -m projects.foundations classic-ml --readme $(ARGS)
+
+scratch: venv
+	$(PY) -m projects.foundations scratch --readme $(ARGS)
+
+regularization: venv
+	$(PY) -m projects.foundations regularization --readme $(ARGS)
+
+finetune: venv
+	$(PY) -m projects.foundations finetune --readme $(ARGS)
+
 report: venv
 	$(PY) -m common.report $(ARGS)
+
+# The web demo of the trained models (demo/): one tab per project, on 127.0.0.1 only unless ARGS="--host ...";
+# each page uses its project's newest finished run, or the ones named: ARGS="--run mnist=runs/mnist_cnn/<run>".
+demo: venv
+	$(PY) -m demo $(ARGS)
+
+# The demo in a real browser (tests/browser/, kept out of `make test`): Debian's headless Chromium and its
+# chromedriver, installed with apt-get when missing, driven by the Selenium of requirements-demo.txt, which is
+# pointed at them (and kept offline: it never downloads a browser). DEMO_SCREENSHOTS=folder keeps the screenshots.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(VENV)/.demo-installed: requirements-demo.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -r requirements-demo.txt
+	touch $@
+
+test-browser: $(VENV)/.demo-installed
+	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+		($(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver)
+	SE_OFFLINE=true KERAS_BACKEND=tensorflow $(PY) -m pytest tests/browser/browser_demo.py -n 0 $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -14,12 +14,21 @@ from projects.flappy_dqn.evaluate import game_settings, load_agent
 
 def play(args):
     """One game of the greedy agent on an evaluation seed, saved as a video (.mp4, or .gif with Pillow)."""
-    from projects.flappy_dqn.agent import greedy_actions
-
     out = runs.check_new_file(args.out, args.overwrite)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise UserError(f"--out must end in .mp4 or .gif, got {out.name}")
-    path, network, networks, saved = load_agent(args.model)
+    screens, score, fps = record_game(load_agent(args.model), args)
+    write_video(screens, Path(out), fps)
+    print(f"score {score:.0f} in {len(screens)} pictures; saved {out}")
+    return 0
+
+
+def record_game(agent, args):
+    """One game of the greedy `agent` (what `load_agent` returns) on the evaluation seed --episode, at most --seconds
+    long: (its screens, its score, the video's frames per second)."""
+    from projects.flappy_dqn.agent import greedy_actions
+
+    _, network, networks, saved = agent
     game_kwargs = game_settings(args, saved, network, networks)
     game = data.Game(**game_kwargs, render=True)
     observation = game.reset(data.episode_seed("evaluation", args.episode))
@@ -31,9 +40,7 @@ def play(args):
         screens.append(game.screen())
         done = terminated or truncated
     game.close()
-    write_video(screens, Path(out), frames_per_second // max(1, game_kwargs["frame_skip"]))
-    print(f"score {game.score:.0f} in {len(screens)} pictures; saved {out}")
-    return 0
+    return screens, game.score, frames_per_second // max(1, game_kwargs["frame_skip"])
 
 
 def write_video(screens, out, fps):

@@ -169,8 +169,6 @@ def save_outputs(out, result, history, config, weights):
 def with_network(args, config):
     """Every image through the trained network, batched by size; PNGs into a new (or empty) folder, under
     names unique within it, so no file is ever replaced. Returns the exit status: 1 when any input failed."""
-    import keras
-
     from projects.style_transfer.model import load_network
 
     path = runs.model_path(PROJECT, args.model)
@@ -186,11 +184,9 @@ def with_network(args, config):
         nonlocal count, seconds
         batch = pending.pop(shape)
         started = time.perf_counter()
-        outputs = keras.ops.convert_to_numpy(net.predict_on_batch(np.stack([array for _, array in batch])))
+        outputs = paint(net, [array for _, array in batch], config.preserve_color)
         seconds += time.perf_counter() - started
-        for (file, photo), result in zip(batch, outputs):
-            if config.preserve_color:
-                result = data.keep_colours(result, photo)
+        for (file, _), result in zip(batch, outputs):
             name = unique_name(Path(file).stem, names)
             images.save_image(data.to_image(result), out / f"{name}.png")
             print(f"{file}\t{out / f'{name}.png'}")
@@ -214,6 +210,14 @@ def with_network(args, config):
         return 1
     print(f"stylized {count} images in {seconds:.1f} s of network time; results in {out}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def paint(net, photos, preserve_color=False):
+    """The network's pictures of same-size float RGB photos, with each photo's colours when `preserve_color`."""
+    import keras
+
+    outputs = keras.ops.convert_to_numpy(net.predict_on_batch(np.stack(photos)))
+    return [data.keep_colours(result, photo) if preserve_color else result for result, photo in zip(outputs, photos)]
 
 
 def unique_name(stem, taken):

@@ -234,10 +234,28 @@ def as_text(ids, vocabulary):
 
 def generate(args):
     """Write --n poems with a trained model, print them (a blank line between) and save them in its run folder."""
-    from projects.tang_poetry.model import Stepper
-
     check_args(args)
     trained = load(args.model)
+    started = time.time()
+    poems = write_poems(trained, args)
+    seconds = time.time() - started
+    text = "\n\n".join(poems) + "\n"
+    print(text, end="")
+    samples = trained.path.parent / "samples"
+    samples.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = next(samples / f"poems-{stamp}{suffix}.txt" for suffix in ["", *(f"-{i}" for i in range(2, 10000))]
+               if not (samples / f"poems-{stamp}{suffix}.txt").exists())
+    with runs.atomic_path(out) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    print(f"\n{len(poems)} poem(s) in {seconds:.2f} s, saved in {out}")
+    return 0
+
+
+def write_poems(trained, args):
+    """The texts of the --n poems the generate flags in `args` (checked by `check_args`) ask of a loaded model."""
+    from projects.tang_poetry.model import Stepper
+
     vocabulary, script = trained.vocabulary, trained.settings.get("script", "traditional")
     stepper = Stepper(trained.model)
     stepper.reset(1)
@@ -252,19 +270,7 @@ def generate(args):
         else:  # free form keeps the prefix's own punctuation
             prefix = [vocabulary.ids[c] if c in "，。" else known(c, "--prefix")[0]
                       for c in re.sub("[,、；;：:]", "，", re.sub("[.！!？?]", "。", args.prefix)) if not c.isspace()]
-    started = time.time()
     groups = rhyme_groups(vocabulary) if args.rhyme else None
     poems = write(stepper, len(vocabulary), args.n, args.form, starts, acrostic, prefix, args.temperature,
                   args.top_k, args.top_p, args.seed, args.max_tokens, groups)
-    seconds = time.time() - started
-    text = "\n\n".join(as_text(poem, vocabulary) for poem in poems) + "\n"
-    print(text, end="")
-    samples = trained.path.parent / "samples"
-    samples.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = next(samples / f"poems-{stamp}{suffix}.txt" for suffix in ["", *(f"-{i}" for i in range(2, 10000))]
-               if not (samples / f"poems-{stamp}{suffix}.txt").exists())
-    with runs.atomic_path(out) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-    print(f"\n{len(poems)} poem(s) in {seconds:.2f} s, saved in {out}")
-    return 0
+    return [as_text(poem, vocabulary) for poem in poems]
