@@ -20,6 +20,13 @@ from projects.flappy_dqn.play import play
 from projects.flappy_dqn.train import Config, train
 
 
+# The pixel agent sees far fewer frames in its budget than the features agent (each update runs the Nature
+# network), so it updates as the Nature DQN did (32 transitions per 4-8 frames), explores for fewer frames, and
+# validates every 10,000 frames so that the curve has points and the budget is spent.
+PIXEL_RECIPE = {"observation": "pixels", "replay_size": 50_000, "batch_size": 32, "steps_per_epoch": 1250,
+                "epsilon_frames": 200_000}
+
+
 def bench(args):
     """Train and measure each observation given minutes; each writes its own README section."""
     if args.minutes <= 0 and args.pixel_minutes <= 0:
@@ -27,7 +34,7 @@ def bench(args):
     if args.minutes > 0:
         measure("features", train(Config(minutes=args.minutes)), args.episodes, section="bench", curve="learning_curve.png")
     if args.pixel_minutes > 0:
-        run_dir = train(Config(observation="pixels", minutes=args.pixel_minutes, replay_size=50_000))
+        run_dir = train(Config(minutes=args.pixel_minutes, **PIXEL_RECIPE))
         measure("pixels", run_dir, args.episodes, section="bench-pixels", curve="learning_curve_pixels.png")
 
 
