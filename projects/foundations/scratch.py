@@ -221,7 +221,7 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam
 SETTINGS = {"sgd": {}, "momentum": {"momentum": 0.9}, "adagrad": {"epsilon": EPSILON}, "adam": {"beta1": 0.9, "beta2": 0.999}}
 # Keras' Adagrad cannot put ε where the course does (see keras_twin); with an ε far below every gradient the
 # network sees, the two formulas meet, and the comparison checks everything else they do.
-SMALL_ADAGRAD_EPSILON = 1e-12
+SMALL_ADAGRAD_EPSILON = 1e-16
 
 
 def keras_twin(name, lr, settings):
