@@ -3,6 +3,9 @@
 The pages are called as the server calls them (`server.answer`, the JSON the page
 shows) and compared with what the projects' own commands and functions give. The
 browser itself is tested by tests/browser/browser_demo.py (`make test-browser`).
+What the pages compute is the projects' own code, tested under both backends in their
+files; what the demo adds (forms, files, JSON, the server) cannot differ between
+backends, so this file runs under TensorFlow only.
 """
 
 import base64
@@ -21,7 +24,7 @@ from common import runs
 from helpers import run_command
 from demo import pages, server, uploads
 
-independent = pytest.mark.backend_independent
+pytestmark = pytest.mark.backend_independent
 
 TINY_RUNS = {
     "mnist": ["projects.mnist_cnn", "train", "--tiny", "--val-split", "0.0625", "--batch-size", "32", "--no-augment", "--epochs", "1"],
@@ -203,7 +206,6 @@ def test_animegan_shows_the_photo_and_its_conversion_side_by_side(built):
     assert np.array_equal(np.asarray(picture_of(shown["pictures"][1][1])), converted)
 
 
-@independent
 def test_word2vec_lists_neighbours_and_answers_analogies(tabs):
     shown = ask(tabs["word2vec"], {"word": "Good", "a": "good", "b": "bad", "c": "great", "top": "2"})
     assert shown["lines"][0] == "nearest to good:" and shown["lines"][1].split()[0] == "great"
@@ -214,14 +216,12 @@ def test_word2vec_lists_neighbours_and_answers_analogies(tabs):
 # --- uploads --------------------------------------------------------------------------------
 
 
-@independent
 def test_an_upload_that_is_not_a_picture_gets_one_line_naming_the_file_as_the_user_knows_it(tabs):
     shown = ask(tabs["mnist"], raw=b"just some notes", name="../../notes.txt")
     assert shown["error"].startswith("notes.txt: not a readable image") and "/tmp" not in shown["error"], shown
     assert ask(tabs["mnist"]) == {"error": "choose a picture first"}
 
 
-@independent
 def test_uploads_over_20_mb_or_4096_pixels_a_side_are_refused_and_the_temporary_folder_is_removed(monkeypatch):
     with pytest.raises(pages.UserError, match=r"^big\.png: 20\.0 MB; pictures up to 20 MB are accepted$"):
         with uploads.saved_upload(upload(b"\0" * (uploads.MAX_BYTES + 1), "big.png")):
@@ -241,7 +241,6 @@ def test_uploads_over_20_mb_or_4096_pixels_a_side_are_refused_and_the_temporary_
 # --- pages without a run, the command line, the server --------------------------------------
 
 
-@independent
 def test_a_page_without_a_trained_run_says_which_make_target_trains_one():
     tabs = server.find_models({})  # the tests' RUNS_DIR is empty
     assert not any(tab.ready for tab in tabs)
@@ -250,7 +249,6 @@ def test_a_page_without_a_trained_run_says_which_make_target_trains_one():
     assert page.count('class="missing"') == len(pages.PAGES) and "<form" not in page
 
 
-@independent
 def test_a_run_named_on_the_command_line_that_cannot_be_used_is_one_error_line(tmp_path, capsys):
     from demo.__main__ import main
 
@@ -282,7 +280,6 @@ def fetch(url, body=None, content_type="application/json", headers=None):
         return error.code, error.headers, error.read()
 
 
-@independent
 def test_the_server_serves_the_page_with_nothing_from_elsewhere_and_answers_forms_in_json(running):
     status, headers, body = fetch(f"{running}/")
     assert status == 200 and "default-src 'none'" in headers["Content-Security-Policy"]
@@ -300,7 +297,6 @@ def test_the_server_serves_the_page_with_nothing_from_elsewhere_and_answers_form
     assert status == 413 and json.loads(answer)["error"].startswith("the upload is over 20 MB")
 
 
-@independent
 def test_the_server_listens_on_127_0_0_1_unless_told_otherwise():
     from demo.__main__ import main
 
