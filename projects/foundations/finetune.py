@@ -22,6 +22,7 @@ from ImageNet, and a small set's batches would overwrite them.
 
 import re
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -110,7 +111,10 @@ def backbone_features(name, weights, image_size):
     if weights == "random":
         return make(weights=None, **settings)
     try:
-        return make(weights="imagenet", **settings)
+        with warnings.catch_warnings():
+            # The convolutional weights fit any image size; Keras warns whenever it is not 224.
+            warnings.filterwarnings("ignore", message=".*Weights for input shape .* will be loaded as the default")
+            return make(weights="imagenet", **settings)
     except Exception as error:  # no network, a proxy, a broken download: all end the same way for the user
         reason = " ".join(str(error).split())
         raise UserError(f"could not download the ImageNet {name} weights ({type(error).__name__}: {reason}); "
