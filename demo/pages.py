@@ -157,7 +157,7 @@ def captcha_reader(path):
 
 def read_captcha(paths, form, upload):
     from projects.captcha import data
-    from projects.captcha.predict import read
+    from projects.captcha.predict import character_confidences, read
     from projects.captcha.train import held_out_again
 
     inference, alphabet, size = captcha_reader(paths[0])
@@ -169,7 +169,8 @@ def read_captcha(paths, form, upload):
     else:
         x = data.prepare(images.open_image(upload, "L"), size)[None]
     texts, confidence = read(inference, x, alphabet)
-    lines.insert(0, f"reading: {texts[0]!r}, confidence {confidence[0]:.1%}")
+    each = ", ".join(f"{character} {sure:.0%}" for character, sure in zip(texts[0], character_confidences(inference, x)[0]))
+    lines[:0] = [f"reading: {texts[0]!r}, confidence {confidence[0]:.1%}", f"each character: {each or 'none read'}"]
     picture = Image.fromarray(x[0, ..., 0]).resize((size[0] * 3, size[1] * 3), Image.NEAREST)
     return Answer(lines=lines, pictures=[(f"what the model read ({size[0]}x{size[1]})", picture)])
 

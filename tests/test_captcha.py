@@ -87,6 +87,20 @@ def test_train_writes_a_complete_run_and_learns_to_read(trained):
     assert metrics["val_sequence_accuracy"].iloc[-1] >= 0.9
 
 
+def test_each_character_of_a_greedy_reading_gets_the_confidence_of_its_surest_frame():
+    from projects.captcha.predict import greedy_characters, softmax
+
+    # Frames: a, a, blank, b, blank, a (classes 1, 1, 0, 2, 0, 1): "aba", the first "a" as sure as the surer of its frames.
+    probabilities = np.array([[0.1, 0.8, 0.1], [0.1, 0.6, 0.3], [0.7, 0.2, 0.1], [0.2, 0.1, 0.7], [0.9, 0.05, 0.05], [0.3, 0.5, 0.2]])
+    classes, confidences = greedy_characters(probabilities)
+    assert classes == [1, 2, 1] and confidences == pytest.approx([0.8, 0.7, 0.5])
+    # On random logits, the same characters as the model's own CTC decoding.
+    logits = np.random.default_rng(0).normal(size=(8, 12, 5)).astype(np.float32) * 3
+    decoded = np.asarray(keras.ops.convert_to_numpy(decode(logits)[0]))
+    for row, probabilities in zip(decoded, softmax(logits)):
+        assert greedy_characters(probabilities)[0] == [int(c) for c in row if c > 0]
+
+
 @pytest.mark.backend_independent
 def test_evaluate_reads_the_runs_held_out_set_again(trained, tmp_path):
     run_dir, _ = trained

@@ -179,19 +179,23 @@ def built(tmp_path_factory):
 
 def test_captcha_reads_an_upload_or_a_generated_captcha_as_the_project_reads_it(built):
     from projects.captcha import data
-    from projects.captcha.predict import read
+    from projects.captcha.predict import character_confidences, read
     from projects.captcha.train import held_out_again
+
+    def expected(x):
+        texts, confidence = read(inference, x, alphabet)
+        each = character_confidences(inference, x)[0]
+        assert len(each) == len(texts[0])
+        shown = ", ".join(f"{character} {sure:.0%}" for character, sure in zip(texts[0], each)) or "none read"
+        return [f"reading: {texts[0]!r}, confidence {confidence[0]:.1%}", f"each character: {shown}"]
 
     inference, alphabet, size = pages.captcha_reader(built["captcha"].paths[0])
     x, truth, _ = held_out_again(built["captcha"].paths[0], alphabet, size, count=1, seed=3)
-    texts, confidence = read(inference, x, alphabet)
-    assert ask(built["captcha"], {"seed": "3"})["lines"] == [
-        f"reading: {texts[0]!r}, confidence {confidence[0]:.1%}", f"generated captcha (seed 3) reads {truth[0]!r}"]
+    assert ask(built["captcha"], {"seed": "3"})["lines"] == [*expected(x), f"generated captcha (seed 3) reads {truth[0]!r}"]
     captcha = Image.fromarray(np.random.default_rng(1).integers(0, 256, (60, 160), dtype=np.uint8))
     prepared = data.prepare(captcha, size)
-    texts, confidence = read(inference, prepared[None], alphabet)
     shown = ask(built["captcha"], raw=png(captcha))
-    assert shown["lines"] == [f"reading: {texts[0]!r}, confidence {confidence[0]:.1%}"]
+    assert shown["lines"] == expected(prepared[None])
     seen = np.asarray(picture_of(shown["pictures"][0][1]))  # the model's input, three times as large
     assert np.array_equal(seen, np.repeat(np.repeat(prepared[..., 0], 3, axis=0), 3, axis=1))
 

@@ -79,6 +79,36 @@ def read(inference, x, alphabet):
     return decode(labels, alphabet), np.asarray(confidence, np.float64)
 
 
+def character_confidences(inference, x):
+    """For each image, the confidence of each character of its greedy reading (a list of floats)."""
+    import keras
+
+    logits = keras.Model(inference.inputs, inference.get_layer("characters").output)
+    return [confidences for _, confidences in map(greedy_characters, softmax(logits.predict(x, batch_size=INFERENCE_BATCH, verbose=0)))]
+
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def greedy_characters(probabilities):
+    """Greedy CTC decoding of one image's frame probabilities (steps, classes; class 0 the blank):
+    (the classes read, each one's confidence). Runs of one class are one character, as sure as
+    the surest frame of its run."""
+    best = probabilities.argmax(axis=-1)
+    classes, confidences = [], []
+    for step, label in enumerate(best):
+        if label == 0:
+            continue
+        if step and best[step - 1] == label:
+            confidences[-1] = max(confidences[-1], float(probabilities[step, label]))
+        else:
+            classes.append(int(label))
+            confidences.append(float(probabilities[step, label]))
+    return classes, confidences
+
+
 def timed_read(inference, x, alphabet):
     """`read`, plus captchas per second once compiled (both batch shapes are warmed up first)."""
     inference.predict(x[:INFERENCE_BATCH], verbose=0)
