@@ -31,6 +31,13 @@ class RemoteFile:
     sha256: str
 
 
+# The classes of the labelled image sets in the registry, in label order.
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+}
+
+
 def _idx_files(folder, base_url, hashes):
     return {
         name: RemoteFile(f"{folder}/{name}", f"{base_url}/{name}", sha)

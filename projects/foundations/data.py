@@ -16,10 +16,7 @@ from common import datasets
 from common.errors import UserError
 
 DATASETS = ("mnist", "fashion-mnist")
-CLASS_NAMES = {
-    "mnist": [str(d) for d in range(10)],
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-}
+CLASS_NAMES = datasets.CLASS_NAMES
 TINY_SIZES = (600, 200)  # training and test examples of a tiny set
 
 

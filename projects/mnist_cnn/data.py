@@ -12,10 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from common import datasets
 from common.errors import UserError
 
-CLASS_NAMES = {
-    "mnist": [str(d) for d in range(10)],
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-}
+CLASS_NAMES = datasets.CLASS_NAMES
 
 
 def load(dataset, data_dir=None, tiny=False, seed=0):
