@@ -60,6 +60,7 @@ with start_up_lines_dropped():
     import keras
 
 from common.errors import warn  # noqa: E402
+from common.launch import current_group  # noqa: E402
 
 
 def name():
@@ -189,26 +190,189 @@ def set_mixed_precision(enabled):
     return policy
 
 
+CONNECT_SECONDS_VARIABLE = "WORKER_CONNECT_SECONDS"
+CONNECT_SECONDS = 50.0  # how long a worker waits for the whole group before it gives up
+_strategy = None  # TensorFlow's MultiWorkerMirroredStrategy, once this process has joined its group
+
+
+def join_group(group):
+    """Join the group of processes `group` describes (`common.launch.current_group`), before any computation.
+
+    TensorFlow connects through `MultiWorkerMirroredStrategy` (which reads `TF_CONFIG`),
+    JAX through `jax.distributed.initialize`. A worker that cannot reach the others within
+    `WORKER_CONNECT_SECONDS` (50 s by default) stops with one line naming the coordinator,
+    instead of waiting for ever; a port that is taken is named at once.
+    """
+    global _strategy
+    if not group.several or _strategy is not None:
+        return
+    _check_port_free(group.own_address if name() == "tensorflow" else (group.coordinator if group.is_chief else ""))
+    seconds = float(os.environ.get(CONNECT_SECONDS_VARIABLE) or CONNECT_SECONDS)
+    with _deadline(seconds, f"worker {group.rank} of {group.size} could not form its group with the coordinator at "
+                            f"{group.coordinator} within {seconds:.0f} s; check the address and that every worker is running"):
+        if name() == "tensorflow":
+            tf = _tf()
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            # The group exists once a collective has gone round: the first all-reduce proves it.
+            tf.function(lambda: strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None), autograph=False)()
+            _mend_keras_for_several_workers()
+            _strategy = strategy
+        elif name() == "jax":
+            import jax
+
+            jax.distributed.initialize(group.coordinator, group.size, group.rank, initialization_timeout=int(seconds))
+            jax.numpy.zeros(()).block_until_ready()  # the CPU client (and its collectives) starts here
+        else:
+            raise NotImplementedError(f"several processes are not supported on the {name()} backend")
+
+
+def _check_port_free(address):
+    """Stop at once, naming it, when the port this process must listen on is taken."""
+    if not address:
+        return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, int(port)))
+        except OSError as error:
+            from common.errors import UserError
+
+            raise UserError(f"cannot listen on {address}: {error.strerror or error}; choose a free port") from None
+
+
+@contextlib.contextmanager
+def _deadline(seconds, message):
+    """Within the block, a process still inside it after `seconds` prints `error: message` and exits (status 2).
+
+    Joining a group blocks in the engines' C++ code, where Python cannot interrupt it; a
+    timer thread ends the whole process instead.
+    """
+    import threading
+
+    def expire():
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def distribution_scope(enabled):
-    """A context to build and compile the model in, replicating it across devices when asked."""
+    """A context to build and compile the model in, replicating it across devices (and processes) when asked.
+
+    Returns (context, replicas): the replicas of the whole group, over every process.
+    """
     if not enabled:
         return contextlib.nullcontext(), 1
     if name() == "tensorflow":
-        tf = _tf()
-        workers = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])
-        if len(workers) > 1:
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        else:
+        strategy = _strategy
+        if strategy is None:
+            tf = _tf()
             devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
                 d.name for d in tf.config.list_logical_devices("CPU")
             ]
             strategy = tf.distribute.MirroredStrategy(devices)
         return strategy.scope(), strategy.num_replicas_in_sync
     if name() == "jax":
-        devices = keras.distribution.list_devices()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        devices = keras.distribution.list_devices()  # every process's, once it has joined its group
+        # Each process hands Keras its own share of every batch (common.distributed): nothing to shard.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
         return contextlib.nullcontext(), len(devices)
     raise NotImplementedError(f"--distribute is not supported on the {name()} backend")
+
+
+def _mend_keras_for_several_workers():
+    """Two mends that let Keras' `fit` and `evaluate` run under `MultiWorkerMirroredStrategy`.
+
+    Keras 3.15's TensorFlow trainer was written for one worker (tensorflow/tensorflow#72388):
+    - it averages each step's scalar losses and metrics over the replicas with `axis=0`,
+      which across workers fails ("Invalid reduction dimension 0 for input with 0
+      dimensions"): scalars are averaged here with `axis=None`;
+    - before the first step it averages one batch over the replicas to build the metrics
+      (`_maybe_symbolic_build`), which across workers fails for a batch of several
+      tensors: one replica's part of the batch has the same shapes and serves as well.
+    Both replace private functions of Keras, once, in a process that has joined a group.
+    """
+    from keras import tree
+    from keras.src.backend.tensorflow import trainer
+
+    tf = _tf()
+    reduce_per_replica = trainer.reduce_per_replica
+
+    def local_part(value):
+        return value.values[0] if isinstance(value, tf.distribute.DistributedValues) else value
+
+    def reduce_over_workers(values, strategy, reduction="auto"):
+        if reduction not in ("auto", "mean"):
+            return reduce_per_replica(values, strategy, reduction)
+        return tree.map_structure(
+            lambda value: strategy.reduce("MEAN", value, axis=0 if local_part(value).shape.rank else None), values)
+
+    def build_from_local_batch(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(local_part, next(batches))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    trainer.reduce_per_replica = reduce_over_workers
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
+
+
+def localize(model):
+    """After training across processes on JAX: each process keeps its own copy of the variables.
+
+    The variables are replicated over every process's devices, so what follows training
+    (scoring, predicting, saving, which each process does on its own) cannot fetch them
+    as they are; each takes its local replica and lays the variables out on its own
+    device. TensorFlow's workers read theirs locally already; a no-op there and for one process.
+    """
+    if name() != "jax" or not _group.several:
+        return model
+    import jax
+    import numpy as np
+
+    keras.distribution.set_distribution(None)
+    optimizer = getattr(model, "optimizer", None)
+    variables = {id(v): v for v in [*model.variables, *(optimizer.variables if optimizer else []), *model.metrics_variables]}
+    for variable in variables.values():
+        value = variable.value
+        local = np.asarray(value.addressable_data(0)) if isinstance(value, jax.Array) else value
+        variable._layout = None  # Keras would lay any new value out over the group again
+        variable.assign(local)
+    model.train_function = model.test_function = model.predict_function = None  # compiled for the group
+    return model
+
+
+def per_replica_dataset(strategy, batches):
+    """TensorFlow: `batches` (a `GlobalBatches`) as a distributed dataset that hands each local replica, in
+    order, a consecutive part of this worker's share of every batch, and re-slices nothing."""
+    tf = _tf()
+    first = batches.arrays
+    signature = tuple(tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in first)
+
+    def dataset(context):
+        local = max(1, context.num_replicas_in_sync // context.num_input_pipelines)
+
+        def per_replica_parts():
+            for item in range(len(batches)):
+                share = batches[item]
+                size = len(share[0]) // local
+                for part in range(local):
+                    yield tuple(array[part * size:(part + 1) * size] for array in share)
+
+        return tf.data.Dataset.from_generator(per_replica_parts, output_signature=signature).prefetch(2)
+
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+    return strategy.distribute_datasets_from_function(dataset, options)
 
 
 def export_saved_model(model, folder, sample):
@@ -326,7 +490,13 @@ def float64_enabled():
         yield
 
 
+# A process started as one of a group joins it now: TensorFlow's collectives must be configured
+# before its runtime starts, and JAX's processes must meet before its first computation.
+_group = current_group(name())
 if name() == "tensorflow":  # start the runtime now, while its start-up lines are dropped
     with start_up_lines_dropped(START_UP_LINES + NO_DRIVER_LINES):
+        join_group(_group)
         split_cpu()
         gpus()
+else:
+    join_group(_group)

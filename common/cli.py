@@ -21,6 +21,7 @@ import time
 from common import runs
 from common.config import flag
 from common.errors import UserError
+from common.launch import current_group
 
 
 def add_config_flags(parser, config_class):
@@ -149,7 +150,7 @@ def resolve_config(project, config_class, args, defaults=None):
         saved = runs.read_json(run_dir / "config.json").get("config", {})
         return config_from_args(config_class, args, saved), run_dir
     saved = read_config_file(config_file, config_class) if config_file else {}
-    if getattr(args, "out", None):
+    if getattr(args, "out", None) and current_group().is_chief:  # the chief alone creates it
         runs.check_out(args.out)  # before any data is read: a bad --out stops at once
     if callable(defaults):
         defaults = defaults({**saved, **typed_flags(config_class, args)})
@@ -161,10 +162,22 @@ def open_run(project, config, resume_dir=None, resolved=None):
 
     config.json holds the settings asked for ("config") and, apart, what the run
     worked out from them and its data ("resolved": sizes, alphabets, weights found).
+
+    A process started as one of a group (`common.launch`) has joined it when `common.backend`
+    was imported. The chief
+    (worker 0) alone writes the run folder; every other worker writes the same files into
+    a temporary copy of its own, removed when it exits.
     """
     from common import backend
 
-    if resume_dir is not None:
+    group = current_group(backend.name())
+    if group.several and not getattr(config, "distribute", False):
+        raise UserError(f"this process is worker {group.rank} of {group.size} (TF_CONFIG or KERAS_DISTRIBUTION_* are set) "
+                        "but --distribute is not; add it" + ("" if hasattr(config, "distribute") else
+                                                             f" to a project that supports it ({project} does not)"))
+    if not group.is_chief:
+        run_dir = runs.scratch_copy(resume_dir, f"worker{group.rank}-")
+    elif resume_dir is not None:
         run_dir = resume_dir
         print(f"resuming {run_dir}")
     else:

@@ -7,9 +7,12 @@ once training has finished, `summary.json`. `--resume` reopens the latest unfini
 run (or a named one) with the configuration it was started with.
 """
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import time
 import zipfile
 from dataclasses import asdict
@@ -98,6 +101,19 @@ def new_run_dir(project, out=None, prefix=""):
         except FileExistsError:
             continue
     raise UserError(f"could not create a new run folder under {base}")
+
+
+def scratch_copy(run_dir=None, prefix="scratch-"):
+    """A temporary folder of this process's own, holding a copy of `run_dir` (if any); removed at exit.
+
+    A group's workers other than the chief write their run's files here: they resume
+    from the chief's state and leave the chief's folder to the chief.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    if run_dir is not None:
+        shutil.copytree(run_dir, folder, dirs_exist_ok=True)
+    return folder
 
 
 def check_out(out):

@@ -57,7 +57,7 @@ PRESETS = {"mnist": {}, "fashion-mnist": {"flip": True, "rotation": 0.0, "shift"
 def train(config, resume_dir=None):
     """Train the convnet `config` describes in a new run folder (or continue `resume_dir`); returns the folder."""
     # Imported here, not above: `--help` and argument errors answer without loading TensorFlow.
-    from common import backend, callbacks
+    from common import backend, callbacks, distributed
 
     started = time.time()
     (x_train, y_train), (x_test, y_test) = data.load(config.dataset, config.data_dir, config.tiny, config.seed)
@@ -81,10 +81,16 @@ def train(config, resume_dir=None):
     run_callbacks, throughput = callbacks.standard(
         run_dir, steps_per_epoch, len(x_train), monitor="val_accuracy" if validation else None, patience=config.early_stopping
     )
-    model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs, validation_data=validation,
+    training_data = {"x": x_train, "y": y_train, "batch_size": config.batch_size}
+    if config.distribute:  # each process reads its share of every global batch, in one seeded order
+        shares, steps, feeding = distributed.fit_input((x_train, y_train), config.batch_size, config.epochs, config.seed, model)
+        training_data = {"x": shares, "steps_per_epoch": steps, "shuffle": False}
+        run_callbacks = feeding + run_callbacks
+    model.fit(**training_data, epochs=config.epochs, validation_data=validation,
               callbacks=run_callbacks, verbose=1 if sys.stdout.isatty() else 2)
     if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
+    backend.localize(model)
     runs.save_model(model, run_dir / "model.keras", PROJECT)
 
     metrics = score_test_set(model, x_test, y_test, config.dataset, run_dir) if config.final_test else {}
