@@ -12,7 +12,7 @@ endif
 
 .PHONY: venv test train-mnist train-captcha train-word2vec train-imdb train-dcgan train-style train-animegan train-poetry train-flappy \
 	bench bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-style bench-animegan bench-poetry bench-flappy report clean-venv \
-	tune-mnist compare-optimizers compare-init demo test-browser \
+	tune-mnist compare-optimizers compare-init demo test-browser test-distributed bench-distributed \
 	bench-foundations regression knn linear-classifier classic-ml scratch regularization finetune
 
 $(VENV)/.installed: requirements.txt
@@ -70,6 +70,10 @@ bench: bench-mnist bench-captcha bench-word2vec bench-imdb bench-dcgan bench-sty
 
 bench-mnist: venv
 	$(PY) -m projects.mnist_cnn bench $(ARGS)
+
+# MNIST trained by one process and by two on 127.0.0.1, on both backends, compared weight for weight.
+bench-distributed: venv
+	$(PY) -m projects.mnist_cnn bench-distributed $(ARGS)
 
 bench-captcha: venv
 	$(PY) -m projects.captcha bench $(ARGS)
@@ -145,6 +149,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 $(VENV)/.demo-installed: requirements-demo.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -r requirements-demo.txt
 	touch $@
+
+# Real groups of two worker processes on 127.0.0.1, under each backend (a few minutes).
+test-distributed: venv
+	KERAS_BACKEND=tensorflow $(PY) -m pytest tests/distributed/group_training.py -n 0 $(ARGS)
+	KERAS_BACKEND=jax $(PY) -m pytest tests/distributed/group_training.py -n 0 $(ARGS)
 
 test-browser: $(VENV)/.demo-installed
 	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \

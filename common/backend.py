@@ -12,7 +12,6 @@ runtime (after `CPU_DEVICES`' split), without TensorFlow's start-up lines (see
 """
 
 import contextlib
-import json
 import os
 import platform
 import sys
@@ -330,11 +329,17 @@ def _mend_keras_for_several_workers():
 def localize(model):
     """After training across processes on JAX: each process keeps its own copy of the variables.
 
+    (And on any backend, batch normalisation synchronized across replicas for training is
+    saved plain: the setting matters only under a strategy.)
+
     The variables are replicated over every process's devices, so what follows training
     (scoring, predicting, saving, which each process does on its own) cannot fetch them
     as they are; each takes its local replica and lays the variables out on its own
     device. TensorFlow's workers read theirs locally already; a no-op there and for one process.
     """
+    for layer in model._flatten_layers():
+        if getattr(layer, "synchronized", False):  # a training setting, which JAX's Keras refuses to load
+            layer.synchronized = False
     if name() != "jax" or not _group.several:
         return model
     import jax

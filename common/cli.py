@@ -171,10 +171,6 @@ def open_run(project, config, resume_dir=None, resolved=None):
     from common import backend
 
     group = current_group(backend.name())
-    if group.several and not getattr(config, "distribute", False):
-        raise UserError(f"this process is worker {group.rank} of {group.size} (TF_CONFIG or KERAS_DISTRIBUTION_* are set) "
-                        "but --distribute is not; add it" + ("" if hasattr(config, "distribute") else
-                                                             f" to a project that supports it ({project} does not)"))
     if not group.is_chief:
         run_dir = runs.scratch_copy(resume_dir, f"worker{group.rank}-")
     elif resume_dir is not None:
@@ -204,9 +200,23 @@ def train_command(project, config_class, train, help, defaults=None):
 
     def run(args):
         config, resume_dir = resolve_config(project, config_class, args, defaults)
+        check_group_member(project, config)  # before `imported` loads the backend, which joins the group
         return imported(train)(config, resume_dir)
 
     return help, train_flags(config_class), run
+
+
+def check_group_member(project, config):
+    """A process started as one of a group (TF_CONFIG or KERAS_DISTRIBUTION_* set) must train with --distribute."""
+    group = current_group()
+    if not group.several:
+        return
+    member = f"this process is worker {group.rank} of {group.size} (TF_CONFIG or KERAS_DISTRIBUTION_* are set)"
+    if not getattr(config, "SEVERAL_PROCESSES", False):
+        raise UserError(f"{member}, but {project} trains in one process only"
+                        + (" (its --distribute replicates over this machine's devices)" if hasattr(config, "distribute") else ""))
+    if not config.distribute:
+        raise UserError(f"{member} but --distribute is not; add it")
 
 
 def imported(target):

@@ -11,6 +11,7 @@ argument errors answer at once.
 """
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from common.errors import UserError
 
@@ -36,7 +37,13 @@ def distribute_option():
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings every project shares; projects derive their Config and set their own defaults."""
+    """Settings every project shares; projects derive their Config and set their own defaults.
+
+    `SEVERAL_PROCESSES` (a class constant, not a setting): whether `--distribute` also spans a
+    group of processes (`common.launch`), each reading its own share of every batch.
+    """
+
+    SEVERAL_PROCESSES: ClassVar[bool] = False
 
     data_dir: str = option(None, "folder with the dataset files (default: $DATA_DIR, the Keras cache, then download)")
     out: str = option(None, "run folder to create (default: runs/<project>/<timestamp>)")

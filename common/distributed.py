@@ -47,7 +47,7 @@ class GlobalBatches(keras.utils.PyDataset):
             raise UserError(f"--batch-size {batch_size} must be a multiple of the {workers} workers")
         self.steps_per_epoch = math.ceil(self.count / batch_size)
         self.first_epoch = None
-        self.read = []  # the indices handed out, in order, when a check was asked for
+        self.read = {}  # item -> the indices handed out for it, when a check was asked for
         self.recording = bool(os.environ.get(CHECK_DIR_VARIABLE))
         self._order = (None, None)
 
@@ -73,7 +73,7 @@ class GlobalBatches(keras.utils.PyDataset):
     def __getitem__(self, item):
         chosen = self.indices(item)
         if self.recording:
-            self.read.append(chosen)
+            self.read[item] = chosen
         return tuple(array[chosen] for array in self.arrays)
 
 
@@ -96,10 +96,10 @@ class FirstEpoch(keras.callbacks.Callback):
 
 
 def save_check(folder, batches, model):
-    """This worker's read indices (one row of each epoch's reads) and final weights, for a group check."""
+    """The example indices this worker read (in the order of the batches) and its final weights, for a group check."""
     folder.mkdir(parents=True, exist_ok=True)
     rank = batches.rank
-    reads = np.concatenate(batches.read) if batches.read else np.zeros(0, np.int64)
+    reads = np.concatenate([batches.read[item] for item in sorted(batches.read)]) if batches.read else np.zeros(0, np.int64)
     np.save(folder / f"worker{rank}-reads.npy", reads)
     weights = {f"w{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(model.weights)}
     np.savez(folder / f"worker{rank}-weights.npz", **weights)

@@ -6,9 +6,16 @@ from keras import layers, ops
 BATCH_NORM_MOMENTUM = 0.9  # Keras' 0.99 lags far behind the weights in runs of a few thousand steps
 
 
-def batch_norm():
-    """Batch normalisation whose moving statistics follow a short training run."""
-    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)
+def batch_norm(synchronized=False):
+    """Batch normalisation whose moving statistics follow a short training run.
+
+    `synchronized`: on replicas, normalise by the statistics of the whole global batch, as
+    one device would; every replica then keeps the same moving statistics. TensorFlow's
+    replicas need it said (`BatchNormalization(synchronized=True)`); JAX's Keras computes
+    over the global batch anyway (and refuses the setting).
+    """
+    synchronized = synchronized and keras.backend.backend() == "tensorflow"
+    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, synchronized=synchronized)
 
 
 def augmentation(rotation=0.0, shift=0.0, zoom=0.0, flip=False, seed=None):

@@ -38,6 +38,14 @@ def add_bench_flags(parser):
     )
 
 
+def add_bench_distributed_flags(parser):
+    parser.add_argument("--data-dir", help="folder with the dataset files")
+    parser.add_argument("--tiny", action="store_true", help="the tiny generated set (prints the table, leaves the README)")
+    parser.add_argument("--epochs", type=cli.count, default=1, help="epochs each way trains (default: 1)")
+    parser.add_argument("--backends", nargs="+", choices=("tensorflow", "jax"), default=["tensorflow", "jax"],
+                        help="backends to measure (default: both)")
+
+
 # What `tune` searches by default: the settings short runs can judge. Augmentation is
 # left out: it pays off over many epochs, so two-epoch trials would always drop it.
 SEARCH_SPACE = {
@@ -59,6 +67,10 @@ COMMANDS = {
     "predict": ("read digits from your own image files or folders", add_predict_flags, "projects.mnist_cnn.predict:predict"),
     "bench": ("train the default recipe on MNIST and Fashion-MNIST, write the README table", add_bench_flags,
               "projects.mnist_cnn.bench:bench"),
+    "bench-distributed": (
+        "train one epoch as 1 process on 2 devices, 1 process and 2 processes; compare their weights, write the README table",
+        add_bench_distributed_flags, "projects.mnist_cnn.bench_distributed:bench_distributed",
+    ),
     "tune": tune.command(PROJECT, Config, "projects.mnist_cnn.train:train", SEARCH_SPACE, "val_accuracy", defaults=preset,
                          readme=FOLDER / "README.md"),
     "compare-optimizers": (

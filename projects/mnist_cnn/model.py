@@ -30,7 +30,7 @@ def weighted_block(layer, units, config, *args):
     """Conv2D or Dense, then batch norm (which makes a bias redundant) when it is on, then ReLU."""
     normalised = config.batch_norm
     weighted = layer(units, *args, use_bias=not normalised, kernel_initializer=initializer(config.initializer))
-    return [weighted, *([batch_norm()] if normalised else []), layers.ReLU()]
+    return [weighted, *([batch_norm(synchronized=getattr(config, "distribute", False))] if normalised else []), layers.ReLU()]
 
 
 def build_model(config, input_shape=(28, 28, 1), num_classes=10):

@@ -27,6 +27,8 @@ INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "l
 
 @dataclass(frozen=True)
 class Config(FitConfig):
+    SEVERAL_PROCESSES = True  # --distribute spans a group of processes too (common.distributed)
+
     dataset: str = option("mnist", "which dataset", choices=sorted(data.CLASS_NAMES))
     epochs: int = option(20, "training epochs")
     batch_size: int = option(256, "examples per training step")

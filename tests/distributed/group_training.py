@@ -1,0 +1,103 @@
+"""Groups that really train: two worker processes on 127.0.0.1, started by `common.launch`.
+
+Run by `make test-distributed` under each backend (a few minutes: every group compiles
+its model twice over, on two shared cores), after the unit suite. Every process a test
+starts runs under a time limit and is stopped with the test.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+TIME_LIMIT = 300  # seconds for one group
+TRAIN = ["projects.mnist_cnn", "train", "--tiny", "--distribute", "--no-augment", "--batch-size", "64", "--no-final-test"]
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """Where the group may write: its run folders, the workers' temporary folders, and the check files."""
+    paths = {name: tmp_path / name for name in ("runs", "tmp", "check")}
+    for path in paths.values():
+        path.mkdir()
+    env = {**os.environ, "RUNS_DIR": str(paths["runs"]), "TMPDIR": str(paths["tmp"]), "DISTRIBUTED_CHECK_DIR": str(paths["check"])}
+    return paths, env
+
+
+def launch(env, *flags):
+    return subprocess.Popen([sys.executable, "-m", "common.launch", "--workers", "2", "--", *TRAIN, *flags],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process):
+    try:
+        out, _ = process.communicate(timeout=TIME_LIMIT)
+    finally:
+        process.kill()
+    return out
+
+
+def weights(check, rank):
+    with np.load(check / f"worker{rank}-weights.npz") as saved:
+        return [saved[key] for key in sorted(saved.files, key=lambda key: int(key[1:]))]
+
+
+def assert_identical_workers(check):
+    for first, second in zip(weights(check, 0), weights(check, 1), strict=True):
+        np.testing.assert_allclose(first, second, rtol=0, atol=1e-6)
+
+
+def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folders):
+    paths, env = folders
+    run_dir = paths["runs"] / "group"
+    group = launch(env, "--epochs", "2", "--out", str(run_dir))
+    out = finish(group)
+    assert group.returncode == 0, out[-3000:]
+
+    assert_identical_workers(paths["check"])
+    reads = [np.load(paths["check"] / f"worker{rank}-reads.npy") for rank in (0, 1)]
+    per_epoch = len(reads[0]) // 2
+    train_images = int(out.split(" train, ")[0].rsplit(" ", 1)[-1])
+    for epoch in (0, 1):
+        shares = [read[epoch * per_epoch:(epoch + 1) * per_epoch] for read in reads]
+        assert not np.intersect1d(*shares).size, "the workers read the same examples"
+        assert np.union1d(*shares).size == train_images
+
+    assert [p.name for p in paths["runs"].iterdir()] == ["group"]
+    assert {"config.json", "metrics.csv", "model.keras", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
+    assert f"[worker 0] run saved in {run_dir}" in out
+    worker_folder = out.split("[worker 1] run saved in ")[1].split()[0]
+    assert worker_folder.startswith(str(paths["tmp"])) and not os.path.exists(worker_folder)
+    assert not list(paths["tmp"].iterdir()), "a worker left files behind"
+
+
+def test_the_group_resumes_after_it_was_stopped(folders):
+    paths, env = folders
+    run_dir = paths["runs"] / "group"
+    group = launch(env, "--epochs", "10", "--out", str(run_dir))
+    try:
+        deadline = time.monotonic() + TIME_LIMIT
+        while not ((run_dir / "metrics.csv").is_file() and len((run_dir / "metrics.csv").read_text().splitlines()) >= 3):
+            assert group.poll() is None and time.monotonic() < deadline, "the group ended before it could be stopped"
+            time.sleep(0.2)
+        group.send_signal(signal.SIGTERM)  # the launcher stops both workers
+        out = finish(group)
+    finally:
+        group.kill()
+    assert group.returncode != 0 and not (run_dir / "summary.json").exists(), out[-3000:]
+
+    resumed = launch(env, "--resume", str(run_dir))
+    out = finish(resumed)
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"[worker 0] resuming {run_dir}" in out and f"[worker 1] resuming {run_dir}" in out
+    epochs = pd.read_csv(run_dir / "metrics.csv")["epoch"].tolist()
+    assert epochs[:2] == [0, 1] and epochs[-1] == 9 and len(set(epochs)) == 10
+    assert len(epochs) < 20, "the resumed group started over"
+    assert (run_dir / "summary.json").is_file()
+    assert_identical_workers(paths["check"])
