@@ -33,6 +33,9 @@ START_UP_LINES = (
 NO_DRIVER_LINES = () if os.path.exists("/dev/nvidiactl") else ("cuda_platform.cc:52] failed call to cuInit",)
 
 
+_real_stderr = None  # the process's stderr while start_up_lines_dropped holds it
+
+
 @contextlib.contextmanager
 def start_up_lines_dropped(dropped=START_UP_LINES):
     """Route the process's stderr (file descriptor 2) to a file meanwhile; then replay it without the `dropped` lines.
@@ -40,8 +43,9 @@ def start_up_lines_dropped(dropped=START_UP_LINES):
     Everything else written meanwhile (a real error, a warning from the loader) still
     reaches stderr, only later.
     """
+    global _real_stderr
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = _real_stderr = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
@@ -49,6 +53,7 @@ def start_up_lines_dropped(dropped=START_UP_LINES):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            _real_stderr = None
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
             sys.stderr.write("".join(line for line in lines if not any(noise in line for noise in dropped)))
@@ -214,12 +219,13 @@ def join_group(group):
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
             # The group exists once a collective has gone round: the first all-reduce proves it.
             tf.function(lambda: strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None), autograph=False)()
+            gpus()  # the runtime, started with the group in it
             _mend_keras_for_several_workers()
             _strategy = strategy
         elif name() == "jax":
             import jax
 
-            jax.distributed.initialize(group.coordinator, group.size, group.rank, initialization_timeout=int(seconds))
+            jax.distributed.initialize(group.coordinator, group.size, group.rank, initialization_timeout=int(seconds) + 60)  # the watchdog speaks first
             jax.numpy.zeros(()).block_until_ready()  # the CPU client (and its collectives) starts here
         else:
             raise NotImplementedError(f"several processes are not supported on the {name()} backend")
@@ -241,26 +247,35 @@ def _check_port_free(address):
             raise UserError(f"cannot listen on {address}: {error.strerror or error}; choose a free port") from None
 
 
+# A watchdog process: it waits for its standard input to close (the block finished, or the
+# process it guards died) and, should `seconds` pass first, prints the message and kills that process.
+WATCHDOG = """
+import os, select, signal, sys
+pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    print("error: " + message, file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
 @contextlib.contextmanager
 def _deadline(seconds, message):
-    """Within the block, a process still inside it after `seconds` prints `error: message` and exits (status 2).
+    """Within the block, a process still inside it after `seconds` is stopped, with `error: message` printed.
 
-    Joining a group blocks in the engines' C++ code, where Python cannot interrupt it; a
-    timer thread ends the whole process instead.
+    Joining a group blocks in the engines' C++ code, where neither a Python timer nor a
+    signal handler gets to run; a small watchdog process does the stopping instead.
     """
-    import threading
+    import subprocess
 
-    def expire():
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        os._exit(2)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    reader, writer = os.pipe()
+    watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(seconds), message], stdin=reader,
+                                stderr=_real_stderr)  # where the user sees it, even while start-up lines are held
+    os.close(reader)
     try:
         yield
     finally:
-        timer.cancel()
+        os.close(writer)
+        watchdog.wait()
 
 
 def distribution_scope(enabled):
