@@ -38,13 +38,13 @@ class GlobalBatches(keras.utils.PyDataset):
     the epoch of item 0, set by `FirstEpoch` when `fit` starts (later on a resumed run).
     """
 
-    def __init__(self, arrays, batch_size, epochs, seed, rank=0, workers=1, shuffle=True):
-        super().__init__()
+    def __init__(self, arrays, batch_size, epochs, seed, rank=0, group_size=1, shuffle=True):
+        super().__init__()  # one loading thread: `PyDataset.workers` is not the group's workers
         self.arrays, self.batch_size, self.epochs, self.seed = list(arrays), batch_size, epochs, seed
-        self.rank, self.workers, self.shuffle = rank, workers, shuffle
+        self.rank, self.group_size, self.shuffle = rank, group_size, shuffle
         self.count = len(self.arrays[0])
-        if batch_size % workers:
-            raise UserError(f"--batch-size {batch_size} must be a multiple of the {workers} workers")
+        if batch_size % group_size:
+            raise UserError(f"--batch-size {batch_size} must be a multiple of the {group_size} workers")
         self.steps_per_epoch = math.ceil(self.count / batch_size)
         self.first_epoch = None
         self.read = {}  # item -> the indices handed out for it, when a check was asked for
@@ -64,9 +64,9 @@ class GlobalBatches(keras.utils.PyDataset):
     def indices(self, item):
         epoch, step = divmod(item, self.steps_per_epoch)
         batch = self.order((self.first_epoch or 0) + epoch)[step * self.batch_size:(step + 1) * self.batch_size]
-        share = len(batch) // self.workers
-        if share * self.workers != len(batch):
-            raise UserError(f"a batch of {len(batch)} examples does not split over {self.workers} workers; "
+        share = len(batch) // self.group_size
+        if share * self.group_size != len(batch):
+            raise UserError(f"a batch of {len(batch)} examples does not split over {self.group_size} workers; "
                             "trim the data to a multiple of the replicas (backend.fit_to_replicas)")
         return batch[self.rank * share:(self.rank + 1) * share]
 
