@@ -199,6 +199,11 @@ CONNECT_SECONDS = 50.0  # how long a worker waits for the whole group before it 
 _strategy = None  # TensorFlow's MultiWorkerMirroredStrategy, once this process has joined its group
 
 
+def group():
+    """The group of processes this one trains in (`common.launch.Group`; alone: worker 0 of 1), joined at import."""
+    return _group
+
+
 def join_group(group):
     """Join the group of processes `group` describes (`common.launch.current_group`), before any computation.
 

@@ -170,9 +170,11 @@ def open_run(project, config, resume_dir=None, resolved=None):
     """
     from common import backend
 
-    group = current_group(backend.name())
+    group = backend.group()
     if not group.is_chief:
         run_dir = runs.scratch_copy(resume_dir, f"worker{group.rank}-")
+        if resume_dir is not None:
+            print(f"resuming {resume_dir} (worker {group.rank} writes into a temporary copy)")
     elif resume_dir is not None:
         run_dir = resume_dir
         print(f"resuming {run_dir}")

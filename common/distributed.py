@@ -26,7 +26,6 @@ import numpy as np
 
 from common import backend
 from common.errors import UserError
-from common.launch import current_group
 
 CHECK_DIR_VARIABLE = "DISTRIBUTED_CHECK_DIR"
 
@@ -110,7 +109,7 @@ def fit_input(arrays, batch_size, epochs, seed, model):
 
     Call it after the model is built in the distribution scope.
     """
-    group = current_group(backend.name())
+    group = backend.group()
     batches = GlobalBatches(arrays, batch_size, epochs, seed, group.rank, group.size)
     callbacks = [FirstEpoch(batches)]
     if backend.name() == "tensorflow":

@@ -122,15 +122,26 @@ def worker_environments(workers, threads, host="127.0.0.1", ports=None, base=Non
             "KERAS_DISTRIBUTION_JOB_ADDRESSES": ",".join(addresses),
             "KERAS_DISTRIBUTION_NUM_PROCESSES": str(workers),
             "KERAS_DISTRIBUTION_PROCESS_ID": str(rank),
-            "TF_NUM_INTRAOP_THREADS": str(threads),
-            "TF_NUM_INTEROP_THREADS": "1",
-            "OMP_NUM_THREADS": str(threads),
-            "XLA_FLAGS": " ".join(filter(None, [env.get("XLA_FLAGS", ""), xla_thread_flags(threads)])),
+            **thread_variables(threads, env),
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("CPU_DEVICES", None)  # one device per worker: the group is the replication
         environments.append(env)
     return environments
+
+
+def thread_variables(threads, env):
+    """The variables that give a process `threads` compute threads on both backends (`env`: its other variables).
+
+    They also fix how a computation's sums are split up, and so their rounding: a process
+    on 2 devices computes exactly what 2 workers do only with the same threads per device.
+    """
+    return {
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "XLA_FLAGS": " ".join(filter(None, [env.get("XLA_FLAGS", ""), xla_thread_flags(threads)])),
+    }
 
 
 def xla_thread_flags(threads):

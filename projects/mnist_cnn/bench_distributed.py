@@ -2,7 +2,9 @@
 
 For each backend it trains one epoch three ways, with the same global batch and order
 (`common.distributed.GlobalBatches`):
-- one process on 2 logical CPU devices (`CPU_DEVICES=2 ... --distribute`), the reference;
+- one process on 2 logical CPU devices (`CPU_DEVICES=2 ... --distribute`), the reference,
+  with one compute thread like each worker (the number of threads decides how sums are
+  split up, so their rounding, and Adam's first steps magnify any difference);
 - one worker through `common.launch`, one device with every core;
 - two workers through `common.launch`, one device and one core each, on 127.0.0.1.
 Every worker saves the example indices it read and its final weights
@@ -22,12 +24,14 @@ import numpy as np
 import pandas as pd
 
 from common import runs
+from common.launch import thread_variables
 from common.report import markdown_table, update_readme
 from projects.mnist_cnn import FOLDER
 
 TIME_LIMIT = 3600  # seconds for one training run
+REFERENCE = "1 process, 2 devices, 1 thread"
 WAYS = {  # name: (processes, devices per process)
-    "1 process, 2 devices": (1, 2),
+    REFERENCE: (1, 2),
     "1 process, 1 device": (1, 1),
     "2 processes, 1 device each": (2, 1),
 }
@@ -37,7 +41,7 @@ def command(way, flags):
     processes, devices = WAYS[way]
     train = ["-m", "projects.mnist_cnn", "train", "--distribute", *flags]
     if devices > 1:
-        return [sys.executable, *train], {"CPU_DEVICES": str(devices)}
+        return [sys.executable, *train], {"CPU_DEVICES": str(devices), **thread_variables(1, os.environ)}
     return [sys.executable, "-m", "common.launch", "--workers", str(processes), "--", *train[1:]], {}
 
 
@@ -70,7 +74,7 @@ def row(backend, way, run_dir, check_dir, reference_dir):
         "train images/s": f"{summary['train_samples_per_second']:.0f}",
         "wall time": f"{summary['wall_seconds'] / 60:.1f} min",
         "validation accuracy": f"{metrics['val_accuracy'].iloc[-1] * 100:.2f}%",
-        "largest weight difference from 1 process, 2 devices": f"{largest_difference(weights(check_dir, 0), weights(reference_dir, 0)):.1e}",
+        "largest weight difference from the reference (first row)": f"{largest_difference(weights(check_dir, 0), weights(reference_dir, 0)):.1e}",
         "between the workers": "",
         "examples read by both workers": "",
     }
@@ -93,7 +97,7 @@ def bench_distributed(args):
         for backend in args.backends:
             folders = {way: Path(scratch) / backend / str(index) for index, way in enumerate(WAYS)}
             results = {way: train_way(way, backend, flags, folders[way]) for way in WAYS}
-            reference = results["1 process, 2 devices"][1]
+            reference = results[REFERENCE][1]
             rows += [row(backend, way, *results[way], reference) for way in WAYS]
     table = markdown_table(pd.DataFrame(rows))
     print(table)

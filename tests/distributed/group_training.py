@@ -10,10 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from common.launch import thread_variables
 
 TIME_LIMIT = 300  # seconds for one group
 TRAIN = ["projects.mnist_cnn", "train", "--tiny", "--distribute", "--no-augment", "--batch-size", "64", "--no-final-test"]
@@ -52,6 +55,18 @@ def assert_identical_workers(check):
         np.testing.assert_allclose(first, second, rtol=0, atol=1e-6)
 
 
+def one_process_on_two_devices(env, *flags):
+    """The weights one process on 2 logical CPU devices trains with the same flags and one compute thread, like
+    each worker: the group's reference."""
+    check = env["DISTRIBUTED_CHECK_DIR"] + "-reference"
+    reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **thread_variables(1, env)}
+    process = subprocess.Popen([sys.executable, "-m", *TRAIN, *flags], env=reference_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = finish(process)
+    assert process.returncode == 0, out[-3000:]
+    return weights(Path(check), 0)
+
+
 def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folders):
     paths, env = folders
     run_dir = paths["runs"] / "group"
@@ -60,9 +75,13 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folder
     assert group.returncode == 0, out[-3000:]
 
     assert_identical_workers(paths["check"])
+    reference = one_process_on_two_devices(env, "--epochs", "2", "--out", str(paths["tmp"].parent / "reference"))
+    for group_weight, reference_weight in zip(weights(paths["check"], 0), reference, strict=True):
+        np.testing.assert_allclose(group_weight, reference_weight, rtol=0, atol=1e-5)
     reads = [np.load(paths["check"] / f"worker{rank}-reads.npy") for rank in (0, 1)]
     per_epoch = len(reads[0]) // 2
     train_images = int(out.split(" train, ")[0].rsplit(" ", 1)[-1])
+    train_images -= train_images % 2  # trimmed to a multiple of the two replicas
     for epoch in (0, 1):
         shares = [read[epoch * per_epoch:(epoch + 1) * per_epoch] for read in reads]
         assert not np.intersect1d(*shares).size, "the workers read the same examples"
