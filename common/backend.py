@@ -222,8 +222,7 @@ def join_group(group):
         if name() == "tensorflow":
             tf = _tf()
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            # The group exists once a collective has gone round: the first all-reduce proves it.
-            tf.function(lambda: strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None), autograph=False)()
+            _all_reduce_once(strategy)  # the group exists once a collective has gone round
             gpus()  # the runtime, started with the group in it
             _mend_keras_for_several_workers()
             _strategy = strategy
@@ -234,6 +233,24 @@ def join_group(group):
             jax.numpy.zeros(()).block_until_ready()  # the CPU client (and its collectives) starts here
         else:
             raise NotImplementedError(f"several processes are not supported on the {name()} backend")
+
+
+def leave_group():
+    """Wait for every worker of the group to finish its command: TensorFlow's coordination service takes a
+    worker that leaves while others still work for a crashed one. A no-op for one process."""
+    if not _group.several:
+        return
+    if name() == "tensorflow":
+        _all_reduce_once(_strategy)
+    else:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("the command is done")
+
+
+def _all_reduce_once(strategy):
+    tf = _tf()
+    tf.function(lambda: strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None), autograph=False)()
 
 
 def _check_port_free(address):
@@ -378,11 +395,10 @@ def localize(model):
 
 
 def per_replica_dataset(strategy, batches):
-    """TensorFlow: `batches` (a `GlobalBatches`) as a distributed dataset that hands each local replica, in
-    order, a consecutive part of this worker's share of every batch, and re-slices nothing."""
+    """TensorFlow: `batches` (`common.distributed.GlobalBatches` or `Shares`) as a distributed dataset that hands
+    each local replica, in order, a consecutive part of this worker's share of every batch, and re-slices nothing."""
     tf = _tf()
-    first = batches.arrays
-    signature = tuple(tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in first)
+    signature = tuple(tf.TensorSpec(shape, tf.as_dtype(dtype)) for shape, dtype in batches.signature())
 
     def dataset(context):
         local = max(1, context.num_replicas_in_sync // context.num_input_pipelines)

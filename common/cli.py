@@ -203,7 +203,11 @@ def train_command(project, config_class, train, help, defaults=None):
     def run(args):
         config, resume_dir = resolve_config(project, config_class, args, defaults)
         check_group_member(project, config)  # before `imported` loads the backend, which joins the group
-        return imported(train)(config, resume_dir)
+        result = imported(train)(config, resume_dir)
+        from common import backend
+
+        backend.leave_group()
+        return result
 
     return help, train_flags(config_class), run
 

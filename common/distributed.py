@@ -8,8 +8,12 @@ makes over its own devices. So W processes with one device each take exactly the
 steps one process with W devices takes, and a run resumed at epoch e reads what an
 uninterrupted one would have.
 
-`fit_input` hands Keras that order in the form each backend distributes without
-re-slicing it: on TensorFlow a `distribute_datasets_from_function` dataset of
+Projects whose batches come from a `PyDataset` of their own (padded to each batch's
+longest review, say) use `Shares`: every worker makes the same global batch, seeded by
+its place, and keeps its part of it.
+
+`fit_input` and `fit_shares` hand Keras these shares in the form each backend
+distributes without re-slicing them: on TensorFlow a `distribute_datasets_from_function` dataset of
 per-replica batches (no auto-sharding, no re-batching), on JAX a `PyDataset` of
 process-local batches, which Keras assembles into global arrays.
 
@@ -28,6 +32,15 @@ from common import backend
 from common.errors import UserError
 
 CHECK_DIR_VARIABLE = "DISTRIBUTED_CHECK_DIR"
+
+
+def share(batch, rank, group_size):
+    """Part `rank` of `group_size` equal, consecutive parts of every array of `batch` (a tuple of arrays)."""
+    size = len(batch[0]) // group_size
+    if size * group_size != len(batch[0]):
+        raise UserError(f"a batch of {len(batch[0])} examples does not split over {group_size} workers; "
+                        "trim the data to a multiple of the replicas (backend.fit_to_replicas)")
+    return tuple(array[rank * size:(rank + 1) * size] for array in batch)
 
 
 class GlobalBatches(keras.utils.PyDataset):
@@ -63,17 +76,49 @@ class GlobalBatches(keras.utils.PyDataset):
     def indices(self, item):
         epoch, step = divmod(item, self.steps_per_epoch)
         batch = self.order((self.first_epoch or 0) + epoch)[step * self.batch_size:(step + 1) * self.batch_size]
-        share = len(batch) // self.group_size
-        if share * self.group_size != len(batch):
-            raise UserError(f"a batch of {len(batch)} examples does not split over {self.group_size} workers; "
-                            "trim the data to a multiple of the replicas (backend.fit_to_replicas)")
-        return batch[self.rank * share:(self.rank + 1) * share]
+        return share((batch,), self.rank, self.group_size)[0]
 
     def __getitem__(self, item):
         chosen = self.indices(item)
         if self.recording:
             self.read[item] = chosen
         return tuple(array[chosen] for array in self.arrays)
+
+    def signature(self):
+        """The shape (None where it varies) and dtype of each array of an item."""
+        return [((None, *array.shape[1:]), array.dtype) for array in self.arrays]
+
+
+class Shares(keras.utils.PyDataset):
+    """This worker's share of every batch of `dataset`, a `PyDataset` of global batches that every worker makes
+    alike (in an order drawn from its seed and `on_epoch_end` calls); items run through all epochs, like
+    `GlobalBatches`'. Each worker makes the whole batch and keeps its part: no worker needs another's data.
+    """
+
+    def __init__(self, dataset, epochs, rank=0, group_size=1):
+        super().__init__()  # one loading thread: items must be read in order (the dataset's epochs only move on)
+        self.dataset, self.epochs, self.rank, self.group_size = dataset, epochs, rank, group_size
+        self.steps_per_epoch = len(dataset)
+        self.first_epoch = None
+        self.dataset_epoch = 0
+        self.read, self.recording = {}, False  # which examples a batch holds is the dataset's own business
+
+    def __len__(self):
+        return self.epochs * self.steps_per_epoch
+
+    def __getitem__(self, item):
+        epoch, step = divmod(item, self.steps_per_epoch)
+        while self.dataset_epoch < (self.first_epoch or 0) + epoch:
+            self.dataset.on_epoch_end()
+            self.dataset_epoch += 1
+        batch = self.dataset[step]
+        return share(batch if isinstance(batch, tuple) else (batch,), self.rank, self.group_size)
+
+    def signature(self):
+        """As `GlobalBatches.signature`, from the dataset's first two batches (reading them moves no epoch on)."""
+        first, second = (self.dataset[index] for index in (0, min(1, len(self.dataset) - 1)))
+        return [(tuple(None if i == 0 or a.shape[i] != b.shape[i] else a.shape[i] for i in range(a.ndim)), a.dtype)
+                for a, b in zip(first, second)]
 
 
 class FirstEpoch(keras.callbacks.Callback):
@@ -110,7 +155,18 @@ def fit_input(arrays, batch_size, epochs, seed, model):
     Call it after the model is built in the distribution scope.
     """
     group = backend.group()
-    batches = GlobalBatches(arrays, batch_size, epochs, seed, group.rank, group.size)
+    return feeding(GlobalBatches(arrays, batch_size, epochs, seed, group.rank, group.size), model)
+
+
+def fit_shares(dataset, epochs, model):
+    """As `fit_input`, for a `PyDataset` of global batches (`Shares`); fit without `shuffle`, which would
+    reorder each worker's items on its own."""
+    group = backend.group()
+    return feeding(Shares(dataset, epochs, group.rank, group.size), model)
+
+
+def feeding(batches, model):
+    """`batches` (`GlobalBatches` or `Shares`) as each backend's `model.fit` takes them: (data, steps_per_epoch, callbacks)."""
     callbacks = [FirstEpoch(batches)]
     if backend.name() == "tensorflow":
         return backend.per_replica_dataset(model.distribute_strategy, batches), batches.steps_per_epoch, callbacks

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 
@@ -135,6 +136,43 @@ def test_the_workers_read_disjoint_halves_of_every_global_batch():
     resumed = GlobalBatches([examples], batch_size=10, epochs=2, seed=7)
     resumed.first_epoch = 1  # a run resumed at its second epoch reads what the uninterrupted one read there
     assert np.array_equal(np.concatenate([resumed[item][0] for item in range(5)]), second_epoch)
+
+
+class Padded(keras.utils.PyDataset):
+    """Batches of 4 rows padded to a width that changes with the batch, in an order that changes every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, index):
+        start = 10 * self.epoch + 4 * index
+        return np.arange(start, start + 4)[:, None] * np.ones((1, 2 + index)), np.arange(start, start + 4)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def test_shares_split_a_project_s_own_batches_epoch_after_epoch():
+    from common.distributed import Shares
+
+    halves = [Shares(Padded(), epochs=2, rank=rank, group_size=2) for rank in (0, 1)]
+    whole = Padded()
+    assert len(halves[0]) == 6 and halves[0].steps_per_epoch == 3
+    for item in range(6):
+        if item == 3:
+            whole.on_epoch_end()
+        x, y = whole[item % 3]
+        assert np.array_equal(np.concatenate([half[item][1] for half in halves]), y)
+        assert np.array_equal(np.concatenate([half[item][0] for half in halves]), x)
+    resumed = Shares(Padded(), epochs=2, rank=1, group_size=2)
+    resumed.first_epoch = 1  # a resumed run's first item is of the dataset's second epoch
+    assert np.array_equal(resumed[0][1], halves[1][3][1])
+    assert [shape for shape, _ in halves[0].signature()] == [(None, None), (None,)]  # the width varies
+    assert halves[0].workers == 1
 
 
 def test_a_batch_that_does_not_split_over_the_workers_is_refused():

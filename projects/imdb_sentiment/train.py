@@ -35,6 +35,7 @@ from projects.imdb_sentiment import KINDS, LINEAR_KINDS, PROJECT
 
 @dataclass(frozen=True)
 class Config(FitConfig):
+    SEVERAL_PROCESSES = True  # the LSTM's --distribute spans a group of processes too (common.distributed)
     kind: str = option("lstm", "what to train: bow, tfidf or nbsvm (n-gram counts and logistic regression), the lstm, "
                        "or an ensemble of two trained runs (--members)", choices=KINDS)
     data_dir: str = option(None, "folder holding aclImdb_v1.tar.gz or aclImdb/ (default: $DATA_DIR, the Keras cache, then download)")
@@ -125,7 +126,7 @@ def train(config, resume_dir=None):
 
 def train_lstm(config, resume_dir=None):
     # Imported here, not at the top, so that `--help` answers without loading TensorFlow.
-    from common import backend, callbacks
+    from common import backend, callbacks, distributed
     from projects.imdb_sentiment import data, model as network
 
     started = time.time()
@@ -166,11 +167,17 @@ def train_lstm(config, resume_dir=None):
     run_callbacks, throughput = callbacks.standard(
         run_dir, len(batches), len(batches.order), monitor="val_accuracy" if validation else None, patience=config.early_stopping
     )
+    training_data = {"x": batches}
+    if config.distribute:  # each process keeps its share of every batch (common.distributed)
+        shares, steps, feeding = distributed.fit_shares(batches, config.epochs, model)
+        training_data = {"x": shares, "steps_per_epoch": steps, "shuffle": False}
+        run_callbacks = feeding + run_callbacks
     model.fit(
-        batches, epochs=config.epochs, validation_data=validation, callbacks=run_callbacks, verbose=1 if sys.stdout.isatty() else 2
+        **training_data, epochs=config.epochs, validation_data=validation, callbacks=run_callbacks, verbose=1 if sys.stdout.isatty() else 2
     )
     if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
+    backend.localize(model)
     if (run_dir / "best.keras").is_file():
         model.load_weights(run_dir / "best.keras")
     runs.save_model(model, run_dir / "model.keras", PROJECT)

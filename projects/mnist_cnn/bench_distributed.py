@@ -3,8 +3,8 @@
 For each backend it trains one epoch three ways, with the same global batch and order
 (`common.distributed.GlobalBatches`):
 - one process on 2 logical CPU devices (`CPU_DEVICES=2 ... --distribute`), the reference,
-  with one compute thread like each worker (the number of threads decides how sums are
-  split up, so their rounding, and Adam's first steps magnify any difference);
+  on TensorFlow with one compute thread like each worker (the number of threads decides
+  how sums are split up, so their rounding, which Adam's first steps magnify);
 - one worker through `common.launch`, one device with every core;
 - two workers through `common.launch`, one device and one core each, on 127.0.0.1.
 Every worker saves the example indices it read and its final weights
@@ -29,7 +29,7 @@ from common.report import markdown_table, update_readme
 from projects.mnist_cnn import FOLDER
 
 TIME_LIMIT = 3600  # seconds for one training run
-REFERENCE = "1 process, 2 devices, 1 thread"
+REFERENCE = "1 process, 2 devices"
 WAYS = {  # name: (processes, devices per process)
     REFERENCE: (1, 2),
     "1 process, 1 device": (1, 1),
@@ -41,7 +41,7 @@ def command(way, flags):
     processes, devices = WAYS[way]
     train = ["-m", "projects.mnist_cnn", "train", "--distribute", *flags]
     if devices > 1:
-        return [sys.executable, *train], {"CPU_DEVICES": str(devices), **thread_variables(1, os.environ)}
+        return [sys.executable, *train], {"CPU_DEVICES": str(devices), **thread_variables(1)}
     return [sys.executable, "-m", "common.launch", "--workers", str(processes), "--", *train[1:]], {}
 
 

@@ -20,6 +20,8 @@ from common.launch import thread_variables
 
 TIME_LIMIT = 300  # seconds for one group
 TRAIN = ["projects.mnist_cnn", "train", "--tiny", "--distribute", "--no-augment", "--batch-size", "64", "--no-final-test"]
+IMDB_LSTM = ["projects.imdb_sentiment", "train", "--tiny", "--distribute", "--units", "16", "--batch-size", "40", "--lr", "1e-2",
+             "--no-final-test"]
 
 
 @pytest.fixture
@@ -32,8 +34,8 @@ def folders(tmp_path):
     return paths, env
 
 
-def launch(env, *flags):
-    return subprocess.Popen([sys.executable, "-m", "common.launch", "--workers", "2", "--", *TRAIN, *flags],
+def launch(env, *flags, train=TRAIN):
+    return subprocess.Popen([sys.executable, "-m", "common.launch", "--workers", "2", "--", *train, *flags],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -55,12 +57,12 @@ def assert_identical_workers(check):
         np.testing.assert_allclose(first, second, rtol=0, atol=1e-6)
 
 
-def one_process_on_two_devices(env, *flags):
-    """The weights one process on 2 logical CPU devices trains with the same flags and one compute thread, like
-    each worker: the group's reference."""
+def one_process_on_two_devices(env, *flags, train=TRAIN):
+    """The weights one process on 2 logical CPU devices trains with the same flags (and on TensorFlow with one
+    compute thread, like each worker): the group's reference."""
     check = env["DISTRIBUTED_CHECK_DIR"] + "-reference"
-    reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **thread_variables(1, env)}
-    process = subprocess.Popen([sys.executable, "-m", *TRAIN, *flags], env=reference_env,
+    reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **thread_variables(1)}
+    process = subprocess.Popen([sys.executable, "-m", *train, *flags], env=reference_env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = finish(process)
     assert process.returncode == 0, out[-3000:]
@@ -86,7 +88,25 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folder
         shares = [read[epoch * per_epoch:(epoch + 1) * per_epoch] for read in reads]
         assert not np.intersect1d(*shares).size, "the workers read the same examples"
         assert np.union1d(*shares).size == train_images
+    assert_only_the_chief_wrote(paths, run_dir, out)
 
+
+def test_the_imdb_lstm_trains_in_a_group_as_in_one_process(folders):
+    """A project whose batches come from its own PyDataset (reviews padded per batch), through `Shares`."""
+    paths, env = folders
+    run_dir = paths["runs"] / "group"
+    group = launch(env, "--epochs", "2", "--out", str(run_dir), train=IMDB_LSTM)
+    out = finish(group)
+    assert group.returncode == 0, out[-3000:]
+    assert_identical_workers(paths["check"])
+    reference = one_process_on_two_devices(env, "--epochs", "2", "--out", str(paths["tmp"].parent / "reference"), train=IMDB_LSTM)
+    for group_weight, reference_weight in zip(weights(paths["check"], 0), reference, strict=True):
+        np.testing.assert_allclose(group_weight, reference_weight, rtol=0, atol=1e-5)
+    assert_only_the_chief_wrote(paths, run_dir, out)
+
+
+def assert_only_the_chief_wrote(paths, run_dir, out):
+    """The chief wrote a whole two-epoch run; worker 1 wrote into a temporary folder, gone with it."""
     assert [p.name for p in paths["runs"].iterdir()] == ["group"]
     assert {"config.json", "metrics.csv", "model.keras", "summary.json"} <= {p.name for p in run_dir.iterdir()}
     assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
