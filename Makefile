@@ -155,9 +155,12 @@ test-distributed: venv
 	KERAS_BACKEND=tensorflow $(PY) -m pytest tests/distributed/group_training.py -n 0 $(ARGS)
 	KERAS_BACKEND=jax $(PY) -m pytest tests/distributed/group_training.py -n 0 $(ARGS)
 
+# Headless Chromium, and a font with Chinese characters for the poem page (Debian's chromium brings none).
 test-browser: $(VENV)/.demo-installed
 	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
 		($(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver)
+	fc-list :lang=zh | grep -q . || \
+		($(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-wqy-microhei)
 	SE_OFFLINE=true KERAS_BACKEND=tensorflow $(PY) -m pytest tests/browser/browser_demo.py -n 0 $(ARGS)
 
 clean-venv:

@@ -44,6 +44,9 @@ def add_bench_distributed_flags(parser):
     parser.add_argument("--epochs", type=cli.count, default=1, help="epochs each way trains (default: 1)")
     parser.add_argument("--backends", nargs="+", choices=("tensorflow", "jax"), default=["tensorflow", "jax"],
                         help="backends to measure (default: both)")
+    parser.add_argument("--skip-reference", nargs="+", choices=("tensorflow", "jax"), default=[], metavar="BACKEND",
+                        help="backends whose 1-process, 2-device reference is not run (JAX's all-reduce between two "
+                             "logical CPU devices can stall for good on a 2-core machine); their rows compare the workers only")
 
 
 # What `tune` searches by default: the settings short runs can judge. Augmentation is

@@ -37,18 +37,18 @@ WAYS = {  # name: (processes, devices per process)
 }
 
 
-def command(way, flags):
+def command(way, backend, flags):
     processes, devices = WAYS[way]
     train = ["-m", "projects.mnist_cnn", "train", "--distribute", *flags]
     if devices > 1:
-        return [sys.executable, *train], {"CPU_DEVICES": str(devices), **thread_variables(1)}
+        return [sys.executable, *train], {"CPU_DEVICES": str(devices), **(thread_variables(1) if backend == "tensorflow" else {})}
     return [sys.executable, "-m", "common.launch", "--workers", str(processes), "--", *train[1:]], {}
 
 
 def train_way(way, backend, flags, folder):
     """One training run of `way` under `backend`; its run folder and check folder."""
     run_dir, check_dir = folder / "run", folder / "check"
-    argv, extra = command(way, [*flags, "--out", str(run_dir)])
+    argv, extra = command(way, backend, [*flags, "--out", str(run_dir)])
     env = {**os.environ, **extra, "KERAS_BACKEND": backend, "DISTRIBUTED_CHECK_DIR": str(check_dir)}
     print(f"{backend}, {way}: {' '.join(argv[1:])}", flush=True)
     subprocess.run(argv, env=env, check=True, timeout=TIME_LIMIT)
@@ -65,6 +65,8 @@ def largest_difference(first, second):
 
 
 def row(backend, way, run_dir, check_dir, reference_dir):
+    if run_dir is None:
+        return {"backend": backend, "way": way, "train images/s": "not run (--skip-reference)"}
     summary = runs.read_json(run_dir / "summary.json")
     metrics = pd.read_csv(run_dir / "metrics.csv")
     train_images = runs.read_json(run_dir / "config.json")["resolved"]["train_images"]
@@ -74,7 +76,8 @@ def row(backend, way, run_dir, check_dir, reference_dir):
         "train images/s": f"{summary['train_samples_per_second']:.0f}",
         "wall time": f"{summary['wall_seconds'] / 60:.1f} min",
         "validation accuracy": f"{metrics['val_accuracy'].iloc[-1] * 100:.2f}%",
-        "largest weight difference from the reference (first row)": f"{largest_difference(weights(check_dir, 0), weights(reference_dir, 0)):.1e}",
+        "largest weight difference from the reference (first row)":
+            f"{largest_difference(weights(check_dir, 0), weights(reference_dir, 0)):.1e}" if reference_dir else "",
         "between the workers": "",
         "examples read by both workers": "",
     }
@@ -96,10 +99,11 @@ def bench_distributed(args):
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as scratch:
         for backend in args.backends:
             folders = {way: Path(scratch) / backend / str(index) for index, way in enumerate(WAYS)}
-            results = {way: train_way(way, backend, flags, folders[way]) for way in WAYS}
+            skipped = [REFERENCE] if backend in args.skip_reference else []
+            results = {way: (None, None) if way in skipped else train_way(way, backend, flags, folders[way]) for way in WAYS}
             reference = results[REFERENCE][1]
             rows += [row(backend, way, *results[way], reference) for way in WAYS]
-    table = markdown_table(pd.DataFrame(rows))
+    table = markdown_table(pd.DataFrame(rows).fillna(""))
     print(table)
     if not args.tiny:
         update_readme(FOLDER / "README.md", "bench-distributed", table)

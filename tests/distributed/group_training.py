@@ -61,7 +61,8 @@ def one_process_on_two_devices(env, *flags, train=TRAIN):
     """The weights one process on 2 logical CPU devices trains with the same flags (and on TensorFlow with one
     compute thread, like each worker): the group's reference."""
     check = env["DISTRIBUTED_CHECK_DIR"] + "-reference"
-    reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **thread_variables(1)}
+    threads = thread_variables(1) if env.get("KERAS_BACKEND") == "tensorflow" else {}  # JAX's 2 devices need 2 threads
+    reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **threads}
     process = subprocess.Popen([sys.executable, "-m", *train, *flags], env=reference_env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = finish(process)
