@@ -219,8 +219,7 @@ def check_group_member(project, config):
         return
     member = f"this process is worker {group.rank} of {group.size} (TF_CONFIG or KERAS_DISTRIBUTION_* are set)"
     if not getattr(config, "SEVERAL_PROCESSES", False):
-        raise UserError(f"{member}, but {project} trains in one process only"
-                        + (" (its --distribute replicates over this machine's devices)" if hasattr(config, "distribute") else ""))
+        raise UserError(f"{member}, but {project} trains in one process only")
     if not config.distribute:
         raise UserError(f"{member} but --distribute is not; add it")
 

@@ -21,6 +21,7 @@ process-local batches, which Keras assembles into global arrays.
 it read and its final weights, to check a group (`make bench-distributed`).
 """
 
+import concurrent.futures
 import math
 import os
 from pathlib import Path
@@ -93,26 +94,46 @@ class Shares(keras.utils.PyDataset):
     """This worker's share of every batch of `dataset`, a `PyDataset` of global batches that every worker makes
     alike (in an order drawn from its seed and `on_epoch_end` calls); items run through all epochs, like
     `GlobalBatches`'. Each worker makes the whole batch and keeps its part: no worker needs another's data.
+
+    Keras reads it on one thread, in order (its own loading threads may hand items over out of
+    turn); when `dataset` asks for loading threads (`workers`), as many of its next batches
+    are made ahead here, on that many threads, and taken in order.
     """
 
     def __init__(self, dataset, epochs, rank=0, group_size=1):
-        super().__init__()  # one loading thread: items must be read in order (the dataset's epochs only move on)
+        super().__init__()
         self.dataset, self.epochs, self.rank, self.group_size = dataset, epochs, rank, group_size
         self.steps_per_epoch = len(dataset)
         self.first_epoch = None
         self.dataset_epoch = 0
         self.read, self.recording = {}, False  # which examples a batch holds is the dataset's own business
+        self.ahead = dataset.workers if dataset.workers > 1 else 0
+        self._threads = concurrent.futures.ThreadPoolExecutor(self.ahead) if self.ahead else None
+        self._coming = {}  # step of the dataset's current epoch -> its batch being made
 
     def __len__(self):
         return self.epochs * self.steps_per_epoch
 
     def __getitem__(self, item):
         epoch, step = divmod(item, self.steps_per_epoch)
-        while self.dataset_epoch < (self.first_epoch or 0) + epoch:
+        epoch += self.first_epoch or 0
+        if self.dataset_epoch < epoch:
+            for batch in self._coming.values():  # made for the epoch that ends: wait, then drop
+                batch.exception()
+            self._coming.clear()
+        while self.dataset_epoch < epoch:
             self.dataset.on_epoch_end()
             self.dataset_epoch += 1
-        batch = self.dataset[step]
+        batch = self._batch(step)
         return share(batch if isinstance(batch, tuple) else (batch,), self.rank, self.group_size)
+
+    def _batch(self, step):
+        if not self._threads:
+            return self.dataset[step]
+        for coming in range(step, min(step + self.ahead + 1, self.steps_per_epoch)):
+            if coming not in self._coming:
+                self._coming[coming] = self._threads.submit(self.dataset.__getitem__, coming)
+        return self._coming.pop(step).result()
 
     def signature(self):
         """As `GlobalBatches.signature`, from the dataset's first two batches (reading them moves no epoch on)."""

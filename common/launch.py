@@ -122,8 +122,7 @@ def worker_environments(workers, threads, host="127.0.0.1", ports=None, base=Non
             "KERAS_DISTRIBUTION_JOB_ADDRESSES": ",".join(addresses),
             "KERAS_DISTRIBUTION_NUM_PROCESSES": str(workers),
             "KERAS_DISTRIBUTION_PROCESS_ID": str(rank),
-            **thread_variables(threads),
-            "XLA_FLAGS": " ".join(filter(None, [env.get("XLA_FLAGS", ""), xla_thread_flags(threads)])),
+            **thread_variables(threads, env),
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("CPU_DEVICES", None)  # one device per worker: the group is the replication
@@ -131,18 +130,22 @@ def worker_environments(workers, threads, host="127.0.0.1", ports=None, base=Non
     return environments
 
 
-def thread_variables(threads):
-    """The variables that give a TensorFlow process `threads` compute threads (JAX's: `xla_thread_flags`).
+def thread_variables(threads, env):
+    """The variables that give a process `threads` compute threads on both backends (`env`: its other variables).
 
     They also fix how a computation's sums are split up, and so their rounding: a process
     on 2 devices computes exactly what 2 workers do only with the same threads per device.
     """
-    return {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": str(threads)}
+    return {
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "XLA_FLAGS": " ".join(filter(None, [env.get("XLA_FLAGS", ""), xla_thread_flags(threads)])),
+    }
 
 
 def xla_thread_flags(threads):
-    """XLA's CPU backend runs one Eigen thread pool per process; with one thread it runs inline. (Not for a
-    process of several devices: their all-reduces wait for each other's threads, and can wait for ever.)"""
+    """XLA's CPU backend runs one Eigen thread pool per process; with one thread it runs inline."""
     return "--xla_cpu_multi_thread_eigen=false" if threads == 1 else ""
 
 

@@ -141,8 +141,8 @@ def test_the_workers_read_disjoint_halves_of_every_global_batch():
 class Padded(keras.utils.PyDataset):
     """Batches of 4 rows padded to a width that changes with the batch, in an order that changes every epoch."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, workers=1):
+        super().__init__(workers=workers)
         self.epoch = 0
 
     def __len__(self):
@@ -156,10 +156,11 @@ class Padded(keras.utils.PyDataset):
         self.epoch += 1
 
 
-def test_shares_split_a_project_s_own_batches_epoch_after_epoch():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shares_split_a_project_s_own_batches_epoch_after_epoch(threads):
     from common.distributed import Shares
 
-    halves = [Shares(Padded(), epochs=2, rank=rank, group_size=2) for rank in (0, 1)]
+    halves = [Shares(Padded(threads), epochs=2, rank=rank, group_size=2) for rank in (0, 1)]
     whole = Padded()
     assert len(halves[0]) == 6 and halves[0].steps_per_epoch == 3
     for item in range(6):
@@ -231,11 +232,7 @@ def _free_ports(count):
 
 
 @pytest.mark.backend_independent
-@pytest.mark.parametrize("project, message", [
-    ("captcha", "captcha trains in one process only (its --distribute replicates over this machine's devices)"),
-    ("word2vec", "word2vec trains in one process only"),
-])
-def test_a_project_that_trains_in_one_process_refuses_a_group(project, message):
-    flags = ["--distribute"] if project == "captcha" else []
-    result = run([sys.executable, "-m", f"projects.{project}", "train", "--tiny", *flags], group_of_two(1, _free_ports(2)))
-    assert message in one_error_line(result)
+@pytest.mark.parametrize("project", ["word2vec", "dcgan"])
+def test_a_project_that_trains_in_one_process_refuses_a_group(project):
+    result = run([sys.executable, "-m", f"projects.{project}", "train", "--tiny"], group_of_two(1, _free_ports(2)))
+    assert f"{project} trains in one process only" in one_error_line(result)

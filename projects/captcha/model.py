@@ -101,22 +101,26 @@ def sequence_accuracy(y_true, y_pred):
     return ops.cast(ops.all(ops.equal(labels, y_true), axis=-1), "float32")
 
 
-def conv_block(filters, size=3, strides=1):
-    return [layers.Conv2D(filters, size, strides=strides, padding="same", use_bias=False), batch_norm(), layers.ReLU()]
+def conv_block(filters, size=3, strides=1, synchronized=False):
+    return [layers.Conv2D(filters, size, strides=strides, padding="same", use_bias=False), batch_norm(synchronized), layers.ReLU()]
 
 
 def build_model(config, input_shape, alphabet):
-    """The trainable reader: uint8 grey images (height, width, 1) to logits (batch, width // 8, len(alphabet) + 1)."""
+    """The trainable reader: uint8 grey images (height, width, 1) to logits (batch, width // 8, len(alphabet) + 1).
+
+    Under `--distribute` batch normalisation takes the whole global batch's statistics (`common.layers.batch_norm`).
+    """
+    synchronized = getattr(config, "distribute", False)
     features = [
         layers.Rescaling(1.0 / 255),
-        *conv_block(16, 5, strides=2),
-        *conv_block(32),
+        *conv_block(16, 5, strides=2, synchronized=synchronized),
+        *conv_block(32, synchronized=synchronized),
         layers.MaxPooling2D(),
-        *conv_block(64),
-        *conv_block(64),
+        *conv_block(64, synchronized=synchronized),
+        *conv_block(64, synchronized=synchronized),
         layers.MaxPooling2D(),
-        *conv_block(128),
-        *conv_block(128),
+        *conv_block(128, synchronized=synchronized),
+        *conv_block(128, synchronized=synchronized),
     ]
     inputs = keras.Input(input_shape, name="image")
     x = inputs
@@ -126,7 +130,7 @@ def build_model(config, input_shape, alphabet):
     x = layers.Permute((2, 1, 3))(x)
     x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]))(x)
     x = layers.Dense(config.rnn_units, use_bias=False)(x)
-    x = batch_norm()(x)
+    x = batch_norm(synchronized)(x)
     x = layers.ReLU()(x)
     x = layers.Dropout(config.dropout)(x)
     for _ in range(2):

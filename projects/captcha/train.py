@@ -25,6 +25,7 @@ from projects.captcha.labels import check_alphabet, parse_length
 
 @dataclass(frozen=True)
 class Config(FitConfig):
+    SEVERAL_PROCESSES = True  # --distribute spans a group of processes too (common.distributed)
     data_dir: str = option(
         None, "folder of your own captchas, labelled by file name (7Z8Y.png, 7Z8Y_0042.jpg); default: generated captchas"
     )
@@ -96,6 +97,9 @@ def train(config, resume_dir=None):
     run_callbacks, throughput = callbacks.standard(
         run_dir, steps_per_epoch, samples_per_epoch, monitor="val_sequence_accuracy", patience=config.early_stopping
     )
+    if config.distribute:  # each process keeps its share of every batch (common.distributed)
+        fit_data, feeding = distributed_inputs(fit_data, config, model)
+        run_callbacks = feeding + run_callbacks
     model.fit(
         **fit_data,
         epochs=config.epochs,
@@ -106,6 +110,7 @@ def train(config, resume_dir=None):
     )
     if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
+    backend.localize(model)
     runs.save_model(model, run_dir / "model.keras", PROJECT)
 
     metrics, extra = {}, {}
@@ -184,6 +189,18 @@ def fit_inputs(train_data, batch_size, replicas):
         return {"x": train_data}, len(train_data), len(train_data) * batch_size
     x, y = backend.fit_to_replicas(replicas, batch_size, *train_data)
     return {"x": x, "y": y, "batch_size": batch_size}, math.ceil(len(train_data[1]) / batch_size), len(train_data[1])
+
+
+def distributed_inputs(fit_data, config, model):
+    """`fit_data` as every worker's share of each batch: (model.fit's data arguments, callbacks to add)."""
+    from common import distributed
+
+    if "y" in fit_data:  # a folder's captchas
+        shares, steps, feeding = distributed.fit_input((fit_data["x"], fit_data["y"]), config.batch_size, config.epochs,
+                                                       config.seed, model)
+    else:  # the generated stream: every worker draws the same batch and keeps its part
+        shares, steps, feeding = distributed.fit_shares(fit_data["x"], config.epochs, model)
+    return {"x": shares, "steps_per_epoch": steps, "shuffle": False}, feeding
 
 
 def final_test(model, captchas, run_dir):

@@ -3,8 +3,8 @@
 For each backend it trains one epoch three ways, with the same global batch and order
 (`common.distributed.GlobalBatches`):
 - one process on 2 logical CPU devices (`CPU_DEVICES=2 ... --distribute`), the reference,
-  on TensorFlow with one compute thread like each worker (the number of threads decides
-  how sums are split up, so their rounding, which Adam's first steps magnify);
+  with one compute thread like each worker (the number of threads decides how sums are
+  split up, so their rounding, which Adam's first steps magnify);
 - one worker through `common.launch`, one device with every core;
 - two workers through `common.launch`, one device and one core each, on 127.0.0.1.
 Every worker saves the example indices it read and its final weights
@@ -37,18 +37,18 @@ WAYS = {  # name: (processes, devices per process)
 }
 
 
-def command(way, backend, flags):
+def command(way, flags):
     processes, devices = WAYS[way]
     train = ["-m", "projects.mnist_cnn", "train", "--distribute", *flags]
     if devices > 1:
-        return [sys.executable, *train], {"CPU_DEVICES": str(devices), **(thread_variables(1) if backend == "tensorflow" else {})}
+        return [sys.executable, *train], {"CPU_DEVICES": str(devices), **thread_variables(1, os.environ)}
     return [sys.executable, "-m", "common.launch", "--workers", str(processes), "--", *train[1:]], {}
 
 
 def train_way(way, backend, flags, folder):
     """One training run of `way` under `backend`; its run folder and check folder."""
     run_dir, check_dir = folder / "run", folder / "check"
-    argv, extra = command(way, backend, [*flags, "--out", str(run_dir)])
+    argv, extra = command(way, [*flags, "--out", str(run_dir)])
     env = {**os.environ, **extra, "KERAS_BACKEND": backend, "DISTRIBUTED_CHECK_DIR": str(check_dir)}
     print(f"{backend}, {way}: {' '.join(argv[1:])}", flush=True)
     subprocess.run(argv, env=env, check=True, timeout=TIME_LIMIT)

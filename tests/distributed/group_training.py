@@ -20,8 +20,12 @@ from common.launch import thread_variables
 
 TIME_LIMIT = 300  # seconds for one group
 TRAIN = ["projects.mnist_cnn", "train", "--tiny", "--distribute", "--no-augment", "--batch-size", "64", "--no-final-test"]
-IMDB_LSTM = ["projects.imdb_sentiment", "train", "--tiny", "--distribute", "--units", "16", "--batch-size", "40", "--lr", "1e-2",
-             "--no-final-test"]
+OWN_BATCHES = {  # projects whose batches come from a PyDataset of their own (common.distributed.Shares)
+    "imdb_lstm": ["projects.imdb_sentiment", "train", "--tiny", "--distribute", "--units", "16", "--batch-size", "40",
+                  "--lr", "1e-2", "--no-final-test"],
+    "captcha": ["projects.captcha", "train", "--tiny", "--distribute", "--alphabet", "1W", "--length", "1", "--input-height", "16",
+                "--rnn-units", "16", "--batch-size", "16", "--lr", "0.01", "--no-mixed-precision", "--no-final-test"],
+}
 
 
 @pytest.fixture
@@ -58,11 +62,10 @@ def assert_identical_workers(check):
 
 
 def one_process_on_two_devices(env, *flags, train=TRAIN):
-    """The weights one process on 2 logical CPU devices trains with the same flags (and on TensorFlow with one
-    compute thread, like each worker): the group's reference."""
+    """The weights one process on 2 logical CPU devices trains with the same flags and one compute thread, like
+    each worker: the group's reference."""
     check = env["DISTRIBUTED_CHECK_DIR"] + "-reference"
-    threads = thread_variables(1) if env.get("KERAS_BACKEND") == "tensorflow" else {}  # JAX's 2 devices need 2 threads
-    reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **threads}
+    reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **thread_variables(1, env)}
     process = subprocess.Popen([sys.executable, "-m", *train, *flags], env=reference_env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = finish(process)
@@ -92,15 +95,17 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folder
     assert_only_the_chief_wrote(paths, run_dir, out)
 
 
-def test_the_imdb_lstm_trains_in_a_group_as_in_one_process(folders):
-    """A project whose batches come from its own PyDataset (reviews padded per batch), through `Shares`."""
+@pytest.mark.parametrize("project", sorted(OWN_BATCHES))
+def test_a_project_s_own_batches_train_a_group_as_one_process(folders, project):
+    """Reviews padded per batch (IMDB), captchas drawn on two threads per batch (captcha), through `Shares`."""
     paths, env = folders
     run_dir = paths["runs"] / "group"
-    group = launch(env, "--epochs", "2", "--out", str(run_dir), train=IMDB_LSTM)
+    train = OWN_BATCHES[project]
+    group = launch(env, "--epochs", "2", "--out", str(run_dir), train=train)
     out = finish(group)
     assert group.returncode == 0, out[-3000:]
     assert_identical_workers(paths["check"])
-    reference = one_process_on_two_devices(env, "--epochs", "2", "--out", str(paths["tmp"].parent / "reference"), train=IMDB_LSTM)
+    reference = one_process_on_two_devices(env, "--epochs", "2", "--out", str(paths["tmp"].parent / "reference"), train=train)
     for group_weight, reference_weight in zip(weights(paths["check"], 0), reference, strict=True):
         np.testing.assert_allclose(group_weight, reference_weight, rtol=0, atol=1e-5)
     assert_only_the_chief_wrote(paths, run_dir, out)
