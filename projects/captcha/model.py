@@ -16,6 +16,8 @@ CTC loss counts a label's length as its non-zero entries); character i of the
 alphabet is class i + 1. Everything is `keras.ops`, so it runs on TensorFlow and JAX.
 """
 
+import functools
+
 import keras
 from keras import layers, ops
 
@@ -111,16 +113,17 @@ def build_model(config, input_shape, alphabet):
     Under `--distribute` batch normalisation takes the whole global batch's statistics (`common.layers.batch_norm`).
     """
     synchronized = getattr(config, "distribute", False)
+    block = functools.partial(conv_block, synchronized=synchronized)
     features = [
         layers.Rescaling(1.0 / 255),
-        *conv_block(16, 5, strides=2, synchronized=synchronized),
-        *conv_block(32, synchronized=synchronized),
+        *block(16, 5, strides=2),
+        *block(32),
         layers.MaxPooling2D(),
-        *conv_block(64, synchronized=synchronized),
-        *conv_block(64, synchronized=synchronized),
+        *block(64),
+        *block(64),
         layers.MaxPooling2D(),
-        *conv_block(128, synchronized=synchronized),
-        *conv_block(128, synchronized=synchronized),
+        *block(128),
+        *block(128),
     ]
     inputs = keras.Input(input_shape, name="image")
     x = inputs

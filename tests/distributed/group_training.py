@@ -61,16 +61,17 @@ def assert_identical_workers(check):
         np.testing.assert_allclose(first, second, rtol=0, atol=1e-6)
 
 
-def one_process_on_two_devices(env, *flags, train=TRAIN):
-    """The weights one process on 2 logical CPU devices trains with the same flags and one compute thread, like
-    each worker: the group's reference."""
+def assert_equal_to_one_process_on_two_devices(paths, env, train=TRAIN):
+    """The chief's weights are those one process on 2 logical CPU devices trains for two epochs with the same
+    flags and one compute thread, like each worker."""
     check = env["DISTRIBUTED_CHECK_DIR"] + "-reference"
     reference_env = {**env, "CPU_DEVICES": "2", "DISTRIBUTED_CHECK_DIR": check, **thread_variables(1, env)}
-    process = subprocess.Popen([sys.executable, "-m", *train, *flags], env=reference_env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", *train, "--epochs", "2", "--out", str(paths["tmp"].parent / "reference")],
+                               env=reference_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = finish(process)
     assert process.returncode == 0, out[-3000:]
-    return weights(Path(check), 0)
+    for group_weight, reference_weight in zip(weights(paths["check"], 0), weights(Path(check), 0), strict=True):
+        np.testing.assert_allclose(group_weight, reference_weight, rtol=0, atol=1e-5)
 
 
 def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folders):
@@ -81,9 +82,7 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folder
     assert group.returncode == 0, out[-3000:]
 
     assert_identical_workers(paths["check"])
-    reference = one_process_on_two_devices(env, "--epochs", "2", "--out", str(paths["tmp"].parent / "reference"))
-    for group_weight, reference_weight in zip(weights(paths["check"], 0), reference, strict=True):
-        np.testing.assert_allclose(group_weight, reference_weight, rtol=0, atol=1e-5)
+    assert_equal_to_one_process_on_two_devices(paths, env)
     reads = [np.load(paths["check"] / f"worker{rank}-reads.npy") for rank in (0, 1)]
     per_epoch = len(reads[0]) // 2
     train_images = int(out.split(" train, ")[0].rsplit(" ", 1)[-1])
@@ -105,9 +104,7 @@ def test_a_project_s_own_batches_train_a_group_as_one_process(folders, project):
     out = finish(group)
     assert group.returncode == 0, out[-3000:]
     assert_identical_workers(paths["check"])
-    reference = one_process_on_two_devices(env, "--epochs", "2", "--out", str(paths["tmp"].parent / "reference"), train=train)
-    for group_weight, reference_weight in zip(weights(paths["check"], 0), reference, strict=True):
-        np.testing.assert_allclose(group_weight, reference_weight, rtol=0, atol=1e-5)
+    assert_equal_to_one_process_on_two_devices(paths, env, train)
     assert_only_the_chief_wrote(paths, run_dir, out)
 
 
