@@ -1,8 +1,10 @@
 """The callbacks every training run gets, and a throughput meter.
 
-All of it is Keras' own machinery: BackupAndRestore for `--resume` after a crash,
-CSVLogger for `metrics.csv`, TensorBoard, TerminateOnNaN, ModelCheckpoint for
-the best model on validation data and EarlyStopping for `--early-stopping`.
+Keras' own machinery: BackupAndRestore for `--resume` after a crash, CSVLogger
+for `metrics.csv`, TensorBoard, TerminateOnNaN, ModelCheckpoint for the best model
+on validation data and EarlyStopping for `--early-stopping`. Under JAX the
+TensorBoard curves are written by `common.tensorboard_log` instead, since Keras'
+callback needs TensorFlow.
 `Throughput` adds what the summary reports: seconds per epoch and training
 samples per second.
 """
@@ -49,6 +51,14 @@ class Throughput(keras.callbacks.Callback):
         return self.samples_per_epoch * len(timed) / max(sum(timed), 1e-9) if timed else 0.0
 
 
+def tensorboard(folder):
+    """Keras' TensorBoard callback on TensorFlow; under JAX the same epoch curves, written without TensorFlow."""
+    from common import backend
+    from common.tensorboard_log import EpochScalars
+
+    return keras.callbacks.TensorBoard(str(folder)) if backend.name() == "tensorflow" else EpochScalars(folder)
+
+
 def standard(run_dir, steps_per_epoch, samples_per_epoch, monitor=None, patience=0):
     """Callbacks for a run folder; `monitor` (e.g. "val_accuracy") enables the best-model checkpoint,
     and with `patience` (epochs) early stopping that keeps the best weights."""
@@ -58,7 +68,7 @@ def standard(run_dir, steps_per_epoch, samples_per_epoch, monitor=None, patience
         throughput,
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+        tensorboard(run_dir / "tensorboard"),
         BackupEveryFewBatches(
             str(run_dir / "backup"),
             save_freq=max(1, steps_per_epoch // 4),

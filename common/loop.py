@@ -35,8 +35,6 @@ interrupted epoch from its first batch, writes its files in place and restores
 
 import json
 import math
-import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -48,7 +46,8 @@ import numpy as np
 import pandas as pd
 
 from common import images, runs
-from common.errors import UserError, warn
+from common.tensorboard_log import TensorBoardWriter
+from common.errors import UserError
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.csv"
@@ -356,62 +355,3 @@ class TensorBoardScalars(keras.callbacks.Callback):
         numbers = {key: value for key, value in logs.items() if isinstance(value, (int, float)) and key not in ("epoch", "step")}
         self.writer.scalars({f"epoch/{key}": value for key, value in numbers.items()}, int(logs["step"]))
         self.writer.flush()
-
-
-class TensorBoardWriter:
-    """TensorBoard event files written with the `tensorboard` package's protocol buffers, without TensorFlow.
-
-    (TensorBoard's own `EventFileWriter` reaches for TensorFlow's file system when
-    TensorFlow is installed; a JAX run should not pay for importing it.)
-    """
-
-    def __init__(self, folder, purge_step=None):
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
-        self.event_pb2, self.summary_pb2 = event_pb2, summary_pb2
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
-        self.file = open(folder / name, "wb")
-        self.records = RecordWriter(self.file)
-        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if purge_step is not None:  # TensorBoard drops what earlier files logged from this step on
-            self._write(event_pb2.Event(wall_time=time.time(), step=purge_step,
-                                        session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
-        self.flush()
-
-    @classmethod
-    def open(cls, folder, purge_step=None):
-        try:
-            return cls(folder, purge_step)
-        except ImportError:
-            warn("the tensorboard package is not installed: this run writes no TensorBoard logs")
-            return None
-
-    def _write(self, event):
-        self.records.write(event.SerializeToString())
-
-    def scalars(self, values, step):
-        summary = self.summary_pb2.Summary(
-            value=[self.summary_pb2.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]
-        )
-        self._write(self.event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
-
-    def image(self, tag, path, step):
-        """A saved picture file (PNG or JPEG), as it is."""
-        from PIL import Image
-
-        with Image.open(path) as picture:
-            width, height = picture.size
-            channels = len(picture.getbands())
-        encoded = self.summary_pb2.Summary.Image(height=height, width=width, colorspace=channels,
-                                                 encoded_image_string=Path(path).read_bytes())
-        summary = self.summary_pb2.Summary(value=[self.summary_pb2.Summary.Value(tag=tag, image=encoded)])
-        self._write(self.event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
-        self.flush()
-
-    def flush(self):
-        self.records.flush()
-
-    def close(self):
-        self.records.close()

@@ -125,3 +125,27 @@ def fake_mnist(folder, train=12, test=5):
     for prefix, count in (("train", train), ("t10k", test)):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, count).astype(np.uint8))
+
+
+# A prelude for a program run with `run_subprocess("-c", ...)`: as on a machine where TensorFlow is not
+# installed, any import of it fails, and its name is noted in `tried`.
+WITHOUT_TENSORFLOW = """
+import importlib.abc, sys
+tried = []
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            tried.append(name)
+            raise ImportError("TensorFlow is not installed here")
+sys.meta_path.insert(0, NoTensorFlow())
+"""
+
+
+def read_events(folder):
+    """Every TensorBoard event in the event files directly in `folder`, file by file in name order."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    events = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        events += list(LegacyEventFileLoader(str(path)).Load())
+    return events

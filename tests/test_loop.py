@@ -15,7 +15,7 @@ from PIL import Image
 from common import backend
 from common.errors import UserError
 from common.loop import CHECKPOINT, Phase, TrainingLoop
-from helpers import run_subprocess
+from helpers import WITHOUT_TENSORFLOW, read_events, run_subprocess
 
 
 class Stop(Exception):
@@ -137,15 +137,6 @@ def test_checkpoints_follow_the_clock_as_well_as_the_step_count(tmp_path):
     assert checkpoint_state(tmp_path)["step"] == 3  # every step, by the clock
 
 
-def read_events(folder):
-    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-
-    events = []
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        events += list(LegacyEventFileLoader(str(path)).Load())
-    return events
-
-
 @pytest.mark.backend_independent
 def test_tensorboard_gets_scalars_and_pictures_and_a_resume_purges_what_came_after(tmp_path):
     variables, phases, _ = regression()
@@ -179,17 +170,8 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
             TrainingLoop(tmp_path, other, seed=0, resume=True, verbose=0)
 
 
-# As on a machine where TensorFlow is not installed: any import of it fails, and is noted.
-WITHOUT_TENSORFLOW = """
-import importlib.abc, sys
+LOOP_WITHOUT_TENSORFLOW = WITHOUT_TENSORFLOW + """
 from pathlib import Path
-tried = []
-class NoTensorFlow(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            tried.append(name)
-            raise ImportError("TensorFlow is not installed here")
-sys.meta_path.insert(0, NoTensorFlow())
 from PIL import Image
 from common.loop import Phase, TrainingLoop
 loop = TrainingLoop(Path(sys.argv[1]), {}, seed=0, verbose=0)
@@ -201,7 +183,7 @@ print("tried to import", sorted(set(tried)))
 
 @pytest.mark.backend_independent  # it runs JAX itself, in a process of its own
 def test_under_jax_tensorboard_logs_need_no_tensorflow(tmp_path):
-    result = run_subprocess("-c", WITHOUT_TENSORFLOW, tmp_path, env={"KERAS_BACKEND": "jax"})
+    result = run_subprocess("-c", LOOP_WITHOUT_TENSORFLOW, tmp_path, env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines()[-1] == "tried to import []"
     events = read_events(tmp_path / "tensorboard")

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from common import images, runs
-from helpers import assert_one_line_error, fake_mnist, file_bytes, run_command, run_killed_at, run_subprocess, write_idx
+from helpers import (WITHOUT_TENSORFLOW, assert_one_line_error, fake_mnist, file_bytes, read_events, run_command, run_killed_at,
+                     run_subprocess, write_idx)
 from projects.mnist_cnn import data
 
 MNIST = "projects.mnist_cnn"
@@ -71,6 +72,28 @@ def test_train_writes_a_complete_run_and_learns(trained, model):
     assert summary["train_samples_per_second"] == pytest.approx(960 * 2 / sum(summary["epoch_seconds"][1:]), rel=0.01)
     with Image.open(run_dir / "samples" / "test_predictions.png") as picture:
         assert picture.size == (600, 720)  # 10 x 10 captioned digits
+
+
+# A tiny run under JAX as on a machine without TensorFlow (a GPU machine with JAX's CUDA build).
+FIT_WITHOUT_TENSORFLOW = WITHOUT_TENSORFLOW + """
+import runpy
+sys.argv = ["mnist_cnn", "train", *sys.argv[2:]]
+runpy.run_module("projects.mnist_cnn", run_name="__main__")
+"""
+
+
+@pytest.mark.backend_independent  # it runs JAX itself, in a process of its own
+def test_under_jax_a_fit_run_needs_no_tensorflow_and_still_logs_its_curves(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_subprocess("-c", FIT_WITHOUT_TENSORFLOW, "--", *FAST, "--epochs", "2", "--out", run_dir, env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-3000:]  # Keras only asks whether TensorFlow is there
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    for side, prefix in (("train", ""), ("validation", "val_")):
+        logged = {(value.tag, event.step): value.simple_value
+                  for event in read_events(run_dir / "tensorboard" / side) for value in event.summary.value}
+        for epoch in (0, 1):
+            for name in ("loss", "accuracy"):
+                assert logged[f"epoch_{name}", epoch] == pytest.approx(metrics.loc[epoch, prefix + name], rel=1e-6)
 
 
 def test_evaluate_reports_accuracy_per_class_and_confusion(trained, model, tmp_path):
