@@ -22,7 +22,8 @@ def experiment_command(module_name):
     module = importlib.import_module(f"projects.foundations.{module_name}")
 
     def run(args):
-        config = cli.config_from_args(module.Config, args)  # bad settings answer before Keras loads
+        tiny = getattr(module, "TINY", {}) if getattr(args, "tiny", False) else {}  # what --tiny's small data set needs, under the flags
+        config = cli.config_from_args(module.Config, args, tiny)  # bad settings answer before Keras loads
         return cli.imported(f"{module.__name__}:run")(config)
 
     return module.__doc__.splitlines()[0], lambda parser: cli.add_config_flags(parser, module.Config), run

@@ -40,6 +40,7 @@ WEIGHTS = ("imagenet", "random")
 # stem "conv", its "expanded_conv", "expanded_conv_1".. and its last "conv_1").
 BLOCK_NAME = re.compile(r"^(block\d+|expanded_conv(?:_\d+)?|conv_1|conv)(?:_|$)")
 PRETRAIN_BATCH = 128
+TINY = {"sizes": (100, 400)}  # --tiny generates 600 training digits
 
 
 @dataclass(frozen=True)
