@@ -452,12 +452,17 @@ def gradient_step(loss_fn, trainable, optimizer, state=(), jit_compile=None):
 
     TensorFlow takes gradients with a `GradientTape` inside a `tf.function`; JAX with
     `jax.value_and_grad` of a stateless call, compiled with `jax.jit`, whose new values
-    are written back into the variables after each step.
+    are written back into the variables after each step. In a group of processes
+    (`common.launch`), the step is `common.group_steps`': each process takes its share.
     """
     trainable, state = list(trainable), list(state)
     optimizer.build(trainable)
     if jit_compile is None:
         jit_compile = name() == "jax"
+    if _group.several:  # each process on its share of the batch, the gradients averaged over the group
+        from common.group_steps import group_step
+
+        return group_step(loss_fn, trainable, optimizer, state, jit_compile)
     if name() == "tensorflow":
         return _tensorflow_step(loss_fn, trainable, optimizer, jit_compile)
     if name() == "jax":
@@ -483,14 +488,15 @@ def _tensorflow_step(loss_fn, trainable, optimizer, jit_compile):
     return lambda *inputs: _floats(*step(*inputs))
 
 
-def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
+def _jax_gradients(loss_fn, trainable, optimizer, state):
+    """The pure function (trainable, state and optimizer values, inputs) -> (loss, metrics, gradients, new state values)."""
     import jax
 
     def values_after(scope, variables, values):
         found = (scope.get_current_value(v) for v in variables)
         return [value if new is None else new for new, value in zip(found, values)]
 
-    def pure_step(trainable_values, state_values, optimizer_values, inputs):
+    def pure_gradients(trainable_values, state_values, optimizer_values, inputs):
         def loss_of(values):
             # The optimiser's variables too: a loss-scaled optimiser's scale is read here, and must be
             # this step's, not the one it had when the step was compiled.
@@ -501,6 +507,18 @@ def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
             return scaled, (loss, metrics, values_after(scope, state, state_values))
 
         gradients, (loss, metrics, new_state) = jax.grad(loss_of, has_aux=True)(trainable_values)
+        return loss, metrics, gradients, new_state
+
+    return pure_gradients
+
+
+def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
+    import jax
+
+    pure_gradients = _jax_gradients(loss_fn, trainable, optimizer, state)
+
+    def pure_step(trainable_values, state_values, optimizer_values, inputs):
+        loss, metrics, gradients, new_state = pure_gradients(trainable_values, state_values, optimizer_values, inputs)
         new_trainable, new_optimizer = optimizer.stateless_apply(optimizer_values, gradients, trainable_values)
         return loss, metrics, new_trainable, new_state, new_optimizer
 
@@ -511,11 +529,15 @@ def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
             [v.value for v in trainable], [v.value for v in state], [v.value for v in optimizer.variables], inputs
         )
         for variables, values in zip((trainable, state, optimizer.variables), updates):
-            for variable, value in zip(variables, values):
-                variable.assign(value)
+            assign_all(variables, values)
         return _floats(loss, metrics)
 
     return step
+
+
+def assign_all(variables, values):
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
 
 
 @contextlib.contextmanager

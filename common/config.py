@@ -35,6 +35,12 @@ def distribute_option():
     return option(False, "replicate over all GPUs (MirroredStrategy on TensorFlow, DataParallel on JAX)")
 
 
+def group_option():
+    """`--distribute` for the custom-step projects: across a group of processes, each on one device."""
+    return option(False, "train as one process of a group (common.launch, or a cluster's variables; see the README), "
+                         "each on its share of every batch; a process alone trains on one device")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings every project shares; projects derive their Config and set their own defaults.

@@ -166,8 +166,20 @@ def save_check(folder, batches, model):
     rank = batches.rank
     reads = np.concatenate([batches.read[item] for item in sorted(batches.read)]) if batches.read else np.zeros(0, np.int64)
     np.save(folder / f"worker{rank}-reads.npy", reads)
-    weights = {f"w{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(model.weights)}
-    np.savez(folder / f"worker{rank}-weights.npz", **weights)
+    save_variables(folder, rank, model.weights)
+
+
+def save_variables(folder, rank, variables):
+    """`variables` as `worker<rank>-weights.npz` in `folder`, keys w0, w1, ... in their order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / f"worker{rank}-weights.npz", **{f"w{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(variables)})
+
+
+def save_loop_check(variables_by_name):
+    """At the end of a custom-step run, when a check asked for it: every variable the loop checkpoints."""
+    folder = os.environ.get(CHECK_DIR_VARIABLE)
+    if folder:
+        save_variables(Path(folder), backend.group().rank, [v for group in variables_by_name.values() for v in group])
 
 
 def fit_input(arrays, batch_size, epochs, seed, model):

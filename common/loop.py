@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 
 from common import images, runs
-from common.tensorboard_log import TensorBoardWriter
 from common.errors import UserError
+from common.tensorboard_log import TensorBoardWriter
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.csv"
@@ -181,6 +181,9 @@ class TrainingLoop:
             self.callbacks.on_train_end()
             if self.tensorboard is not None:
                 self.tensorboard.close()
+        from common import distributed  # loads the backend, which this module leaves to its callers
+
+        distributed.save_loop_check(self.variables)
         return self.metrics.rows[-1] if self.metrics.rows else {}
 
     def discard_checkpoint(self):

@@ -232,7 +232,7 @@ def _free_ports(count):
 
 
 @pytest.mark.backend_independent
-@pytest.mark.parametrize("project", ["word2vec", "dcgan"])
+@pytest.mark.parametrize("project", ["word2vec", "flappy_dqn"])
 def test_a_project_that_trains_in_one_process_refuses_a_group(project):
     result = run([sys.executable, "-m", f"projects.{project}", "train", "--tiny"], group_of_two(1, _free_ports(2)))
     assert f"{project} trains in one process only" in one_error_line(result)

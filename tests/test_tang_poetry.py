@@ -71,6 +71,8 @@ def test_validation_perplexity_is_reported_and_matches_the_model(trained, loaded
     assert perplexity(loaded.model, x, y) == pytest.approx(expected, rel=1e-4)
     # 19 of a poem's 20 characters are drawn from 28: a model that learned the corpus is near 28^(19/20) = 23.7.
     assert expected < 26 and metrics["val_perplexity"].iloc[-1] < metrics["val_perplexity"].iloc[0]
+    # The metric logged during training, at the epoch whose weights were kept (the lowest validation loss).
+    assert metrics.loc[metrics["val_loss"].idxmin(), "val_perplexity"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_decoder_carrying_the_state_computes_what_the_model_computes(loaded, tiny):

@@ -17,7 +17,7 @@ import numpy as np
 
 from common import cli, images, runs
 from common.config import (
-    CustomStepConfig, mixed_precision_option, option, require_at_least_one, require_fraction, require_not_negative,
+    CustomStepConfig, group_option, mixed_precision_option, option, require_at_least_one, require_fraction, require_not_negative,
 )
 from common.errors import UserError
 from projects.dcgan import DATASETS, PROJECT
@@ -28,6 +28,8 @@ FIXED_NOISE_STREAM = 7919  # seeds the noise of the per-epoch sample grids, apar
 
 @dataclass(frozen=True)
 class Config(CustomStepConfig):
+    SEVERAL_PROCESSES = True  # in a group, each process steps on its share of every batch (common.group_steps)
+
     dataset: str = option(None, "train on a registered dataset (default: mnist, or the images in --data-dir when given)", choices=DATASETS)
     data_dir: str = option(None, "a folder of your own images to learn (with --dataset: the folder holding that dataset's files)")
     image_size: int = option(None, "side of the square images, a multiple of 4 (default: 28 for the registered sets, 64 for a folder, 16 with --tiny)", type=int)
@@ -48,6 +50,7 @@ class Config(CustomStepConfig):
         "fashion-mnist, off for folders, which have no labels, and --tiny)", type=bool,
     )
     mixed_precision: bool = mixed_precision_option()
+    distribute: bool = group_option()
 
     def __post_init__(self):
         super().__post_init__()

@@ -82,13 +82,32 @@ def perplexity(model, x, y):
     return float(np.exp(-logs.mean())) if len(logs) else float("nan")
 
 
-class ValidationPerplexity(keras.callbacks.Callback):
-    """Adds val_perplexity (per character) to each epoch's logs, before metrics.csv gets them."""
+@keras.saving.register_keras_serializable(package="tang_poetry")
+class CharacterPerplexity(keras.metrics.Metric):
+    """Perplexity per character, as `perplexity` computes it, over every batch since the last reset.
 
-    def __init__(self, x, y):
-        super().__init__()
-        self.x, self.y = x, y
+    A metric rather than a callback that predicts: Keras computes it in the training and
+    evaluation steps and sums it over devices and processes like the loss, so a group
+    trained with `--distribute` reports it too (as `val_perplexity` on validation data).
+    """
 
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["val_perplexity"] = perplexity(self.model, self.x, self.y)
+    def __init__(self, name="perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable((), initializer="zeros", name="negative_log_likelihood")
+        self.count = self.add_variable((), initializer="zeros", name="characters")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        from projects.tang_poetry.data import FORCED, PAD
+
+        ops = keras.ops
+        targets = ops.cast(y_true, "int32")
+        chosen = ops.cast(ops.take_along_axis(y_pred, targets[..., None], axis=-1)[..., 0], "float32")
+        keep = ops.not_equal(targets, PAD)
+        for token in FORCED:
+            keep = ops.logical_and(keep, ops.not_equal(targets, token))
+        keep = ops.cast(keep, "float32")
+        self.total.assign_add(ops.sum(-ops.log(ops.maximum(chosen, 1e-30)) * keep))
+        self.count.assign_add(ops.sum(keep))
+
+    def result(self):
+        return keras.ops.exp(self.total / keras.ops.maximum(self.count, 1.0))

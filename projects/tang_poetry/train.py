@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 
 from common import cli, runs
-from common.config import FitConfig, check_choice, option, require_at_least_one, require_fraction
+from common.config import FitConfig, check_choice, distribute_option, option, require_at_least_one, require_fraction
 from common.errors import UserError
 from projects.tang_poetry import PROJECT
 
@@ -26,6 +26,8 @@ SCRIPTS = ("traditional", "simplified")
 
 @dataclass(frozen=True)
 class Config(FitConfig):
+    SEVERAL_PROCESSES = True  # --distribute spans a group of processes too (common.distributed)
+
     data_dir: str = option(None, "folder holding chinese-poetry-tang.tar.gz or chinese-poetry/quantangshi/ (default: $DATA_DIR, then the Keras cache)")
     poems: str = option(None, "your own poems instead: a UTF-8 text file of one poem per line, or a folder of JSON files like the Tang ones")
     script: str = option("traditional", "characters to train on: traditional (as the sources are) or simplified (converted with OpenCC)",
@@ -42,6 +44,7 @@ class Config(FitConfig):
     lr: float = option(3e-3, "peak learning rate")
     clipnorm: float = option(5.0, "clip the gradients' global norm to this (0: off)")
     val_split: float = option(0.05, "share of the poems held out for validation, and as many again for the test")
+    distribute: bool = distribute_option()
 
     def __post_init__(self):
         super().__post_init__()
@@ -63,7 +66,7 @@ def preset(chosen):
 
 def train(config, resume_dir=None):
     """Train the LSTM `config` describes in a new run folder (or continue `resume_dir`); returns the folder."""
-    from common import backend, callbacks
+    from common import backend, callbacks, distributed
     from projects.tang_poetry import data, model as network
 
     started = time.time()
@@ -79,22 +82,32 @@ def train(config, resume_dir=None):
           f"vocabulary {len(vocabulary):,}; backend {backend.name()}, {backend.describe_device()}")
 
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
-    model = compiled_model(len(vocabulary), config, config.epochs * steps_per_epoch)
-    run_callbacks, throughput = callbacks.standard(run_dir, steps_per_epoch, len(x), monitor="val_loss" if len(validation[0]) else None,
+    scope, replicas = backend.distribution_scope(config.distribute)
+    with scope:
+        model = compiled_model(len(vocabulary), config, config.epochs * steps_per_epoch)
+    if replicas > 1:
+        print(f"training on {replicas} replicas")
+        x, y, w = backend.fit_to_replicas(replicas, config.batch_size, x, y, w)
+        validation = backend.fit_to_replicas(replicas, config.batch_size, *validation)
+    has_validation = len(validation[0]) > 0
+    run_callbacks, throughput = callbacks.standard(run_dir, steps_per_epoch, len(x), monitor="val_loss" if has_validation else None,
                                                    patience=config.early_stopping)
-    if len(validation[0]):
-        run_callbacks.insert(0, network.ValidationPerplexity(*validation[:2]))
-    model.fit(x, y, sample_weight=w, batch_size=config.batch_size, epochs=config.epochs,
-              validation_data=validation if len(validation[0]) else None, callbacks=run_callbacks,
-              verbose=1 if sys.stdout.isatty() else 2)
+    training_data = {"x": x, "y": y, "sample_weight": w, "batch_size": config.batch_size}
+    if config.distribute:  # each process reads its share of every global batch, in one seeded order
+        shares, steps, feeding = distributed.fit_input((x, y, w), config.batch_size, config.epochs, config.seed, model)
+        training_data = {"x": shares, "steps_per_epoch": steps, "shuffle": False}
+        run_callbacks = feeding + run_callbacks
+    model.fit(**training_data, epochs=config.epochs, validation_data=validation if has_validation else None,
+              callbacks=run_callbacks, verbose=1 if sys.stdout.isatty() else 2)
     if callbacks.diverged(model, run_callbacks):
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
+    backend.localize(model)
     if (run_dir / "best.keras").is_file():
         model.load_weights(run_dir / "best.keras")
     runs.save_model(model, run_dir / "model.keras", PROJECT)
 
     metrics = {}
-    if len(validation[0]):
+    if has_validation:
         metrics["val_perplexity"] = network.perplexity(model, *validation[:2])
     if config.final_test and corpus.test:
         metrics["test_perplexity"] = network.perplexity(model, *data.sequences(corpus.test, vocabulary, config.max_length)[:2])
@@ -109,11 +122,12 @@ def compiled_model(vocabulary_size, config, total_steps):
     import keras
 
     from common import training
-    from projects.tang_poetry.model import build_model
+    from projects.tang_poetry.model import CharacterPerplexity, build_model
 
     return training.compiled(
         build_model(vocabulary_size, config), optimizer=training.build_optimizer(config, total_steps),
-        loss="sparse_categorical_crossentropy", weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        loss="sparse_categorical_crossentropy", metrics=[CharacterPerplexity()],
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
 
 

@@ -20,12 +20,16 @@ from common.launch import thread_variables
 
 TIME_LIMIT = 300  # seconds for one group
 TRAIN = ["projects.mnist_cnn", "train", "--tiny", "--distribute", "--no-augment", "--batch-size", "64", "--no-final-test"]
-OWN_BATCHES = {  # projects whose batches come from a PyDataset of their own (common.distributed.Shares)
+MORE_PROJECTS = {  # IMDB and captcha make their own batches (common.distributed.Shares); poems carry sample weights
     "imdb_lstm": ["projects.imdb_sentiment", "train", "--tiny", "--distribute", "--units", "16", "--batch-size", "40",
                   "--lr", "1e-2", "--no-final-test"],
     "captcha": ["projects.captcha", "train", "--tiny", "--distribute", "--alphabet", "1W", "--length", "1", "--input-height", "16",
                 "--rnn-units", "16", "--batch-size", "16", "--lr", "0.01", "--no-mixed-precision", "--no-final-test"],
+    "tang_poetry": ["projects.tang_poetry", "train", "--tiny", "--distribute", "--units", "16", "--embedding-dim", "8",
+                    "--batch-size", "16", "--no-final-test"],
 }
+
+CUSTOM_STEPS = ["projects.dcgan", "train", "--tiny", "--distribute", "--batch-size", "16", "--width", "8", "--discriminator-width", "8"]
 
 
 @pytest.fixture
@@ -94,12 +98,13 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folder
     assert_only_the_chief_wrote(paths, run_dir, out)
 
 
-@pytest.mark.parametrize("project", sorted(OWN_BATCHES))
-def test_a_project_s_own_batches_train_a_group_as_one_process(folders, project):
-    """Reviews padded per batch (IMDB), captchas drawn on two threads per batch (captcha), through `Shares`."""
+@pytest.mark.parametrize("project", sorted(MORE_PROJECTS))
+def test_more_projects_train_a_group_as_one_process(folders, project):
+    """Reviews padded per batch (IMDB) and captchas drawn on two threads per batch (captcha), through `Shares`;
+    poems with their padding weighted out, through `GlobalBatches`."""
     paths, env = folders
     run_dir = paths["runs"] / "group"
-    train = OWN_BATCHES[project]
+    train = MORE_PROJECTS[project]
     group = launch(env, "--epochs", "2", "--out", str(run_dir), train=train)
     out = finish(group)
     assert group.returncode == 0, out[-3000:]
@@ -108,10 +113,50 @@ def test_a_project_s_own_batches_train_a_group_as_one_process(folders, project):
     assert_only_the_chief_wrote(paths, run_dir, out)
 
 
-def assert_only_the_chief_wrote(paths, run_dir, out):
+def custom_steps(folder, rank=0):
+    with np.load(folder / f"worker{rank}.npz") as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+def test_custom_steps_in_a_group_take_the_whole_batch_s_steps(folders):
+    """`backend.gradient_step` in two processes, each on half of every batch, takes the steps one process takes on
+    the whole batch; with batch normalisation (statistics per share) the workers still end identical."""
+    paths, env = folders
+    program = ["tests.distributed.custom_steps"]
+    alone = subprocess.run([sys.executable, "-m", *program, str(paths["check"] / "alone")], env=env, capture_output=True,
+                           text=True, timeout=TIME_LIMIT)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    for flags in ([], ["--batch-norm"]):
+        folder = paths["check"] / ("group" + "".join(flags))
+        group = launch(env, *flags, train=[*program, str(folder)])
+        out = finish(group)
+        assert group.returncode == 0, out[-3000:]
+        workers = [custom_steps(folder, rank) for rank in (0, 1)]
+        for key in workers[0]:
+            np.testing.assert_array_equal(workers[0][key], workers[1][key], err_msg=key)
+        assert list(workers[0]["share"]) == [8]  # each worker computed on half of every batch of 16
+        if not flags:
+            for key, value in custom_steps(paths["check"] / "alone").items():
+                if key != "share":
+                    np.testing.assert_allclose(workers[0][key], value, rtol=0, atol=1e-5, err_msg=key)
+
+
+def test_a_custom_step_project_trains_in_a_group(folders):
+    """The DCGAN through the shared loop: both networks, their optimisers and the generator's average end identical."""
+    paths, env = folders
+    run_dir = paths["runs"] / "group"
+    group = launch(env, "--epochs", "2", "--out", str(run_dir), train=CUSTOM_STEPS)
+    out = finish(group)
+    assert group.returncode == 0, out[-3000:]
+    assert_identical_workers(paths["check"])
+    assert_only_the_chief_wrote(paths, run_dir, out, model="generator.keras")
+    assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 2
+
+
+def assert_only_the_chief_wrote(paths, run_dir, out, model="model.keras"):
     """The chief wrote a whole two-epoch run; worker 1 wrote into a temporary folder, gone with it."""
     assert [p.name for p in paths["runs"].iterdir()] == ["group"]
-    assert {"config.json", "metrics.csv", "model.keras", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "metrics.csv", model, "summary.json"} <= {p.name for p in run_dir.iterdir()}
     assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
     assert f"[worker 0] run saved in {run_dir}" in out
     worker_folder = out.split("[worker 1] run saved in ")[1].split()[0]
