@@ -372,11 +372,17 @@ def localize(model):
     The variables are replicated over every process's devices, so what follows training
     (scoring, predicting, saving, which each process does on its own) cannot fetch them
     as they are; each takes its local replica and lays the variables out on its own
-    device. TensorFlow's workers read theirs locally already; a no-op there and for one process.
+    device. TensorFlow's replicas read theirs locally already, but `predict_on_batch` would
+    still hand the whole batch to each replica and return their outputs end to end (one
+    process or several): the model leaves its strategy. A no-op for an undistributed model.
     """
     for layer in model._flatten_layers():
         if getattr(layer, "synchronized", False):  # a training setting, which JAX's Keras refuses to load
             layer.synchronized = False
+    if name() == "tensorflow" and getattr(model, "_distribute_strategy", None) is not None:
+        model._distribute_strategy = None  # Keras' own attribute; then the default strategy, this process alone
+        model.train_function = model.test_function = model.predict_function = None
+        return model
     if name() != "jax" or not _group.several:
         return model
     import jax
