@@ -20,6 +20,11 @@ network: one). `TrainingLoop.run` steps through them and gives every such run wh
   `resume=True` continues from it and drops the metrics rows written after it, so a
   killed and resumed run takes exactly the steps an uninterrupted one would have.
 
+In a group of processes (`common.launch`), every process runs the same loop with the
+same random generators; each step computes on this process's share of the batch and
+the group averages the gradients (`common.group_steps`). Every worker saves the same
+files; `common.cli` sends all but the chief's to a temporary folder.
+
 Randomness: each epoch draws from `numpy.random.default_rng(phase.rng_key(epoch))`
 (by default `(seed, epoch)`); the checkpoint keeps that generator's state, so a run
 resumed mid-epoch draws what it would have drawn. A step that needs no data at all
