@@ -446,7 +446,7 @@ def fit_to_replicas(replicas, batch_size, *arrays):
     return tuple(array[: len(array) - len(array) % replicas] for array in arrays)
 
 
-def gradient_step(loss_fn, trainable, optimizer, state=(), jit_compile=None):
+def gradient_step(loss_fn, trainable, optimizer, state=(), jit_compile=None, shared_inputs=None):
     """One compiled optimisation step for custom training loops (GANs, style transfer).
 
     `loss_fn(*inputs)` computes `(loss, metrics)` (a scalar and a dict of scalars) with
@@ -459,7 +459,9 @@ def gradient_step(loss_fn, trainable, optimizer, state=(), jit_compile=None):
     TensorFlow takes gradients with a `GradientTape` inside a `tf.function`; JAX with
     `jax.value_and_grad` of a stateless call, compiled with `jax.jit`, whose new values
     are written back into the variables after each step. In a group of processes
-    (`common.launch`), the step is `common.group_steps`': each process takes its share.
+    (`common.launch`), the step is `common.group_steps`': each process takes its share of
+    the first `shared_inputs` inputs (all of them by default), batches of examples, and
+    the rest as they are.
     """
     trainable, state = list(trainable), list(state)
     optimizer.build(trainable)
@@ -468,7 +470,7 @@ def gradient_step(loss_fn, trainable, optimizer, state=(), jit_compile=None):
     if _group.several:  # each process on its share of the batch, the gradients averaged over the group
         from common.group_steps import group_step
 
-        return group_step(loss_fn, trainable, optimizer, state, jit_compile)
+        return group_step(loss_fn, trainable, optimizer, state, jit_compile, shared_inputs)
     if name() == "tensorflow":
         return _tensorflow_step(loss_fn, trainable, optimizer, jit_compile)
     if name() == "jax":

@@ -33,8 +33,9 @@ def own_share(array, rank, size):
     return array[rank * part:(rank + 1) * part]
 
 
-def group_step(loss_fn, trainable, optimizer, state, jit_compile):
-    """As `backend.gradient_step`, for a process of a group: `step(*global_batch)` -> the group's (loss, metrics)."""
+def group_step(loss_fn, trainable, optimizer, state, jit_compile, shared_inputs=None):
+    """As `backend.gradient_step`, for a process of a group: `step(*inputs)` -> the group's (loss, metrics), where
+    the first `shared_inputs` inputs (all, when None) are global batches and the rest the same for every example."""
     group = backend.group()
     if backend.name() == "tensorflow":
         gradients_of, average, apply = _tensorflow_parts(loss_fn, trainable, optimizer, state, jit_compile)
@@ -42,7 +43,9 @@ def group_step(loss_fn, trainable, optimizer, state, jit_compile):
         gradients_of, average, apply = _jax_parts(loss_fn, trainable, optimizer, state, jit_compile)
 
     def step(*inputs):
-        loss, metrics, gradients, new_state = gradients_of(*(own_share(array, group.rank, group.size) for array in inputs))
+        shared = len(inputs) if shared_inputs is None else shared_inputs
+        inputs = [own_share(array, group.rank, group.size) for array in inputs[:shared]] + list(inputs[shared:])
+        loss, metrics, gradients, new_state = gradients_of(*inputs)
         loss, metrics, gradients, new_state = average((loss, metrics, gradients, new_state))
         apply(gradients)
         backend.assign_all(state, new_state)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from common import cli, datasets, runs
-from common.config import (CustomStepConfig, check_choice, mixed_precision_option, option, require_at_least_one, require_fraction,
-                           require_not_negative)
+from common.config import (CustomStepConfig, check_choice, group_option, mixed_precision_option, option, require_at_least_one,
+                           require_fraction, require_not_negative)
 from common.errors import UserError
 from projects.animegan import PROJECT, STRIDE
 
@@ -51,6 +51,8 @@ TINY = {"crop_size": 32, "batch_size": 4, "steps_per_epoch": 4, "epochs": 3, "in
 
 @dataclass(frozen=True)
 class Config(CustomStepConfig):
+    SEVERAL_PROCESSES = True  # in a group, each process steps on its share of every batch (common.group_steps)
+
     data_dir: str = option(None, f"folder holding {SAMPLES_DIR}/ (photo/ and a folder per style), used when "
                                  "--photos/--style are not given (default: $DATA_DIR, else the repository's data/)")
     photos: str = option(None, "folder of photos: what the generator learns to convert")
@@ -91,6 +93,7 @@ class Config(CustomStepConfig):
     d_grey_weight: float = option(1.2, "discriminator: weight of grey anime pictures (scored 0)")
     d_smooth_weight: float = option(0.8, "discriminator: weight of grey edge-smoothed anime pictures (scored 0)")
     mixed_precision: bool = mixed_precision_option()
+    distribute: bool = group_option()
 
     def __post_init__(self):
         super().__post_init__()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common import cli, images, runs
-from common.config import CustomStepConfig, option, require_at_least_one, require_not_negative
+from common.config import CustomStepConfig, group_option, option, require_at_least_one, require_not_negative
 from common.errors import UserError
 from projects.style_transfer import MIN_SIDE, PROJECT
 
@@ -28,6 +28,8 @@ TINY = {"crop_size": 32, "steps_per_epoch": 4, "speed_size": 64}  # --tiny: size
 
 @dataclass(frozen=True)
 class Config(CustomStepConfig):
+    SEVERAL_PROCESSES = True  # in a group, each process steps on its share of every batch (common.group_steps)
+
     style: str = option(None, "the painting the network learns to paint like")
     content_dir: list = option(None, "folder of content photos to train on; repeat for several", action="append", type=str)
     data_dir: str = option(None, "one more folder of content photos (the shared flag; same as --content-dir)")
@@ -49,6 +51,7 @@ class Config(CustomStepConfig):
     )
     backbone: str = option("vgg19", "VGG network that measures content and style", choices=("vgg16", "vgg19"))
     backbone_weights: str = option("imagenet", "its weights: imagenet (downloaded by Keras), a local weights file, or random")
+    distribute: bool = group_option()
 
     def __post_init__(self):
         super().__post_init__()
@@ -93,7 +96,7 @@ def train(config, resume_dir=None):
         content_targets = {k: keras.ops.stop_gradient(v) for k, v in loss.content_targets(photos).items()}
         return loss(stylized, content_targets, style_targets)
 
-    update = backend.gradient_step(loss_fn, net.trainable_variables, optimizer)
+    update = backend.gradient_step(loss_fn, net.trainable_variables, optimizer, shared_inputs=1)  # the photos
     loop = TrainingLoop(run_dir, {"net": net.variables, "optimizer": optimizer.variables}, config.seed,
                         resume=resume_dir is not None, checkpoint_steps=config.checkpoint_every)
     crops = data.Crops(photos, crop_size, config.batch_size, config.seed)

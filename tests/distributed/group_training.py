@@ -29,7 +29,16 @@ MORE_PROJECTS = {  # IMDB and captcha make their own batches (common.distributed
                     "--batch-size", "16", "--no-final-test"],
 }
 
-CUSTOM_STEPS = ["projects.dcgan", "train", "--tiny", "--distribute", "--batch-size", "16", "--width", "8", "--discriminator-width", "8"]
+CUSTOM_STEPS = {  # each project's tiny run, what its model file is called, and the rows its metrics.csv ends with
+    "dcgan": (["projects.dcgan", "train", "--tiny", "--distribute", "--batch-size", "16", "--width", "8", "--discriminator-width", "8",
+               "--epochs", "2"], "generator.keras", 2),
+    "style_transfer": (["projects.style_transfer", "train", "--tiny", "--distribute", "--backbone", "vgg16", "--backbone-weights",
+                        "random", "--content-layers", "block2_conv2", "--style-layers", "block1_conv2,block2_conv2", "--filters", "4",
+                        "--residual-blocks", "1", "--epochs", "2"], "model.keras", 2),
+    "animegan": (["projects.animegan", "train", "--tiny", "--distribute", "--backbone", "vgg16", "--backbone-weights", "random",
+                  "--epochs", "2", "--init-epochs", "1", "--steps-per-epoch", "2", "--d-warmup-steps", "1", "--batch-size", "2"],
+                 "model.keras", 3),
+}
 
 
 @pytest.fixture
@@ -141,23 +150,24 @@ def test_custom_steps_in_a_group_take_the_whole_batch_s_steps(folders):
                     np.testing.assert_allclose(workers[0][key], value, rtol=0, atol=1e-5, err_msg=key)
 
 
-def test_a_custom_step_project_trains_in_a_group(folders):
-    """The DCGAN through the shared loop: both networks, their optimisers and the generator's average end identical."""
+@pytest.mark.parametrize("project", sorted(CUSTOM_STEPS))
+def test_a_custom_step_project_trains_in_a_group(folders, project):
+    """Through the shared loop: every network, optimiser and weight average ends identical on both workers."""
     paths, env = folders
     run_dir = paths["runs"] / "group"
-    group = launch(env, "--epochs", "2", "--out", str(run_dir), train=CUSTOM_STEPS)
+    train, model, rows = CUSTOM_STEPS[project]
+    group = launch(env, "--out", str(run_dir), train=train)
     out = finish(group)
     assert group.returncode == 0, out[-3000:]
     assert_identical_workers(paths["check"])
-    assert_only_the_chief_wrote(paths, run_dir, out, model="generator.keras")
-    assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 2
+    assert_only_the_chief_wrote(paths, run_dir, out, model=model, rows=rows)
 
 
-def assert_only_the_chief_wrote(paths, run_dir, out, model="model.keras"):
-    """The chief wrote a whole two-epoch run; worker 1 wrote into a temporary folder, gone with it."""
+def assert_only_the_chief_wrote(paths, run_dir, out, model="model.keras", rows=2):
+    """The chief wrote a whole run (two epochs); worker 1 wrote into a temporary folder, gone with it."""
     assert [p.name for p in paths["runs"].iterdir()] == ["group"]
     assert {"config.json", "metrics.csv", model, "summary.json"} <= {p.name for p in run_dir.iterdir()}
-    assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == rows
     assert f"[worker 0] run saved in {run_dir}" in out
     worker_folder = out.split("[worker 1] run saved in ")[1].split()[0]
     assert worker_folder.startswith(str(paths["tmp"])) and not os.path.exists(worker_folder)
