@@ -204,6 +204,11 @@ def group():
     return _group
 
 
+def group_strategy():
+    """TensorFlow's `MultiWorkerMirroredStrategy` of this process's group (None alone, or under JAX)."""
+    return _strategy
+
+
 def join_group(group):
     """Join the group of processes `group` describes (`common.launch.current_group`), before any computation.
 
@@ -496,7 +501,7 @@ def _tensorflow_step(loss_fn, trainable, optimizer, jit_compile):
     return lambda *inputs: _floats(*step(*inputs))
 
 
-def _jax_gradients(loss_fn, trainable, optimizer, state):
+def jax_gradients(loss_fn, trainable, optimizer, state):
     """The pure function (trainable, state and optimizer values, inputs) -> (loss, metrics, gradients, new state values)."""
     import jax
 
@@ -523,7 +528,7 @@ def _jax_gradients(loss_fn, trainable, optimizer, state):
 def _jax_step(loss_fn, trainable, optimizer, state, jit_compile):
     import jax
 
-    pure_gradients = _jax_gradients(loss_fn, trainable, optimizer, state)
+    pure_gradients = jax_gradients(loss_fn, trainable, optimizer, state)
 
     def pure_step(trainable_values, state_values, optimizer_values, inputs):
         loss, metrics, gradients, new_state = pure_gradients(trainable_values, state_values, optimizer_values, inputs)

@@ -55,8 +55,9 @@ def group_step(loss_fn, trainable, optimizer, state, jit_compile, shared_inputs=
 
 
 def _tensorflow_parts(loss_fn, trainable, optimizer, state, jit_compile):
-    tf = backend._tf()
-    strategy = backend._strategy
+    import tensorflow as tf  # only ever imported under the TensorFlow backend
+
+    strategy = backend.group_strategy()
 
     @tf.function(jit_compile=bool(jit_compile), reduce_retracing=True)
     def tape_step(*inputs):
@@ -89,7 +90,7 @@ def _jax_parts(loss_fn, trainable, optimizer, state, jit_compile):
     import jax
     from jax.experimental import multihost_utils
 
-    pure_gradients = backend._jax_gradients(loss_fn, trainable, optimizer, state)
+    pure_gradients = backend.jax_gradients(loss_fn, trainable, optimizer, state)
     gradients_step = jax.jit(pure_gradients) if jit_compile else pure_gradients
     apply_step = jax.jit(optimizer.stateless_apply) if jit_compile else optimizer.stateless_apply
 
