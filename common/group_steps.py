@@ -17,7 +17,6 @@ The averaging goes through each backend's collectives: TensorFlow's
 `process_allgather` (its distributed runtime).
 """
 
-import keras
 import numpy as np
 
 from common import backend
