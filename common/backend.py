@@ -406,10 +406,17 @@ def localize(model):
 
 
 def per_replica_dataset(strategy, batches):
-    """TensorFlow: `batches` (`common.distributed.GlobalBatches` or `Shares`) as a distributed dataset that hands
-    each local replica, in order, a consecutive part of this worker's share of every batch, and re-slices nothing."""
+    """TensorFlow: `batches` (`common.distributed.GlobalBatches`, `Shares` or `StreamShares`) as a distributed
+    dataset that hands each local replica, in order, a consecutive part of this worker's share of every batch, and
+    re-slices nothing."""
     tf = _tf()
-    signature = tuple(tf.TensorSpec(shape, tf.as_dtype(dtype)) for shape, dtype in batches.signature())
+
+    def spec(entry):  # (shape, dtype), or a dict of them
+        if isinstance(entry, dict):
+            return {key: spec(value) for key, value in entry.items()}
+        return tf.TensorSpec(entry[0], tf.as_dtype(entry[1]))
+
+    signature = tuple(spec(entry) for entry in batches.signature())
 
     def dataset(context):
         local = max(1, context.num_replicas_in_sync // context.num_input_pipelines)
@@ -417,9 +424,9 @@ def per_replica_dataset(strategy, batches):
         def per_replica_parts():
             for item in range(len(batches)):
                 share = batches[item]
-                size = len(share[0]) // local
+                size = len(keras.tree.flatten(share)[0]) // local
                 for part in range(local):
-                    yield tuple(array[part * size:(part + 1) * size] for array in share)
+                    yield keras.tree.map_structure(lambda array: array[part * size:(part + 1) * size], tuple(share))
 
         return tf.data.Dataset.from_generator(per_replica_parts, output_signature=signature).prefetch(2)
 
@@ -434,6 +441,15 @@ def export_saved_model(model, folder, sample):
     model.export(str(folder), format="tf_saved_model", verbose=False)
     served = tf.saved_model.load(str(folder))  # kept in a name: its variables must outlive the call
     return served.serve(tf.constant(sample)).numpy()
+
+
+def scaled_for_replicas(loss):
+    """A loss computed by a model's own `compute_loss`, divided by the replicas of TensorFlow's strategy in use, as
+    Keras' losses are: the strategy sums the replicas' gradients. JAX's Keras averages them itself: unchanged there."""
+    if name() != "tensorflow":
+        return loss
+    replicas = _tf().distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
 
 
 def fit_to_replicas(replicas, batch_size, *arrays):

@@ -142,6 +142,42 @@ class Shares(keras.utils.PyDataset):
                 for a, b in zip(first, second)]
 
 
+class StreamShares(keras.utils.PyDataset):
+    """This worker's share of every batch of `stream`, an endless iterator of global batches (tuples whose items
+    may be dicts of arrays) that every worker draws alike from the same seed; items run through all epochs,
+    like `GlobalBatches'`. Item i is the stream's i-th batch: the last `kept` batches are kept, so that a reader
+    that starts over (TensorFlow builds the model from a first batch, then trains from item 0) reads them again.
+    """
+
+    def __init__(self, stream, steps_per_epoch, epochs, rank=0, group_size=1, kept=32):
+        super().__init__()
+        self.stream, self.steps_per_epoch, self.epochs = stream, steps_per_epoch, epochs
+        self.rank, self.group_size, self.kept = rank, group_size, kept
+        self.first_epoch = None
+        self.read, self.recording = {}, False  # which examples a batch holds is the stream's own business
+        self._batches, self._made = {}, 0
+
+    def __len__(self):
+        return self.epochs * self.steps_per_epoch
+
+    def __getitem__(self, item):
+        while self._made <= item:
+            self._batches[self._made] = next(self.stream)
+            self._batches.pop(self._made - self.kept, None)
+            self._made += 1
+        if item not in self._batches:
+            raise RuntimeError(f"batch {item} of the stream is gone: only the last {self.kept} are kept")
+        return keras.tree.map_structure(lambda array: share((array,), self.rank, self.group_size)[0], self._batches[item])
+
+    def signature(self):
+        """As `GlobalBatches.signature`, with a dict of them for an item that is a dict of arrays."""
+        def described(array):
+            return (None, *array.shape[1:]), array.dtype
+
+        return [{key: described(array) for key, array in part.items()} if isinstance(part, dict) else described(part)
+                for part in self[0]]
+
+
 class FirstEpoch(keras.callbacks.Callback):
     """Tells the batches which epoch `fit` starts at, before it reads any of them (after BackupAndRestore has
     moved a resumed run on); at the end, saves what a check asked for."""
@@ -191,6 +227,12 @@ def fit_input(arrays, batch_size, epochs, seed, model):
     return feeding(GlobalBatches(arrays, batch_size, epochs, seed, group.rank, group.size), model)
 
 
+def fit_stream(stream, steps_per_epoch, epochs, model):
+    """As `fit_input`, for an endless iterator of global batches that every worker draws alike (`StreamShares`)."""
+    group = backend.group()
+    return feeding(StreamShares(stream, steps_per_epoch, epochs, group.rank, group.size), model)
+
+
 def fit_shares(dataset, epochs, model):
     """As `fit_input`, for a `PyDataset` of global batches (`Shares`); fit without `shuffle`, which would
     reorder each worker's items on its own."""
@@ -199,7 +241,7 @@ def fit_shares(dataset, epochs, model):
 
 
 def feeding(batches, model):
-    """`batches` (`GlobalBatches` or `Shares`) as each backend's `model.fit` takes them: (data, steps_per_epoch, callbacks)."""
+    """`batches` (`GlobalBatches`, `Shares` or `StreamShares`) as each backend's `model.fit` takes them: (data, steps_per_epoch, callbacks)."""
     callbacks = [FirstEpoch(batches)]
     if backend.name() == "tensorflow":
         return backend.per_replica_dataset(model.distribute_strategy, batches), batches.steps_per_epoch, callbacks

@@ -5,6 +5,7 @@ Groups that really train (two processes on 127.0.0.1, both backends) are in
 tests/distributed/, run by `make test-distributed`.
 """
 
+import itertools
 import json
 import os
 import signal
@@ -176,6 +177,24 @@ def test_shares_split_a_project_s_own_batches_epoch_after_epoch(threads):
     assert halves[0].workers == 1
 
 
+def test_stream_shares_split_each_batch_and_serve_a_reader_that_starts_over():
+    from common.distributed import StreamShares
+
+    def stream():  # endless global batches of 4 examples: a dict of arrays, as word2vec's
+        for step in itertools.count():
+            yield ({"words": np.arange(4 * step, 4 * step + 4)[:, None] * np.ones((1, 3), np.int32)},)
+
+    halves = [StreamShares(stream(), steps_per_epoch=3, epochs=2, rank=rank, group_size=2, kept=4) for rank in (0, 1)]
+    assert len(halves[0]) == 6
+    assert halves[0].signature() == [{"words": ((None, 3), np.dtype("int64"))}]
+    for item in range(5):
+        words = np.concatenate([half[item][0]["words"][:, 0] for half in halves])
+        assert list(words) == list(range(4 * item, 4 * item + 4))
+    assert list(halves[1][1][0]["words"][:, 0]) == [6, 7]  # read again: the same batch, not the stream's next
+    with pytest.raises(RuntimeError, match="batch 0 of the stream is gone"):
+        halves[0][0]
+
+
 def test_a_batch_that_does_not_split_over_the_workers_is_refused():
     from common.distributed import GlobalBatches
     from common.errors import UserError
@@ -221,7 +240,7 @@ def test_a_group_member_must_be_asked_to_distribute(tmp_path):
 
 @pytest.mark.backend_independent
 def test_a_project_without_distribution_refuses_the_flag():
-    result = run([sys.executable, "-m", "projects.word2vec", "train", "--tiny", "--distribute"])
+    result = run([sys.executable, "-m", "projects.flappy_dqn", "train", "--tiny", "--distribute"])
     assert "unrecognized arguments: --distribute" in one_error_line(result)
 
 
@@ -232,7 +251,6 @@ def _free_ports(count):
 
 
 @pytest.mark.backend_independent
-@pytest.mark.parametrize("project", ["word2vec", "flappy_dqn"])
-def test_a_project_that_trains_in_one_process_refuses_a_group(project):
-    result = run([sys.executable, "-m", f"projects.{project}", "train", "--tiny"], group_of_two(1, _free_ports(2)))
-    assert f"{project} trains in one process only" in one_error_line(result)
+def test_a_project_that_trains_in_one_process_refuses_a_group():
+    result = run([sys.executable, "-m", "projects.flappy_dqn", "train", "--tiny"], group_of_two(1, _free_ports(2)))
+    assert "flappy_dqn trains in one process only" in one_error_line(result)

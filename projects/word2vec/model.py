@@ -26,7 +26,7 @@ update word2vec would give it, summed over the step.
 import keras
 from keras import layers, ops
 
-from common import training
+from common import backend, training
 from projects.word2vec.data import BLOCK
 
 
@@ -75,7 +75,7 @@ class CBOW(keras.Model):
         centres = x["words"][:, window : window + block]
         negatives = x["negatives"] if len(x["negatives"].shape) == 3 else x["negatives"][:, None, :]
         has_context = x["context"][..., 1] > x["context"][..., 0]  # the stretch holds more than the centre
-        return negative_sampling_loss(y_pred, centres, negatives, has_context, self.negative)
+        return backend.scaled_for_replicas(negative_sampling_loss(y_pred, centres, negatives, has_context, self.negative))
 
     def vectors(self):
         """The learned word vectors, (vocab_size, dimensions)."""
@@ -120,7 +120,8 @@ def learning_rate(config, total_steps):
     )
 
 
-def build_model(vocab_size, config, total_steps):
+def build_model(vocab_size, config, total_steps, distributed=False):
+    """The CBOW model, built and compiled; `distributed`: under a distribution strategy or in a group."""
     model = CBOW(vocab_size, config.vector_size, config.negative)
     span = BLOCK + 2 * config.window
     negatives = (1, config.shared_negatives) if config.shared_negatives else (1, BLOCK, config.negative)
@@ -129,6 +130,9 @@ def build_model(vocab_size, config, total_steps):
         "context": ops.zeros((1, BLOCK, 2), "int32"),
         "negatives": ops.zeros(negatives, "int32"),
     })
-    # XLA also on CPUs (Keras leaves it off there): fused, the step runs about twice as fast.
-    return training.compiled(model, optimizer=keras.optimizers.SGD(learning_rate(config, total_steps)), jit_compile=True,
-                            steps_per_execution=8)
+    # XLA also on CPUs (Keras leaves it off there): fused, the step runs about twice as fast. Under a TensorFlow
+    # distribution strategy, XLA and several steps per call each stop the first step of this model ("You must
+    # feed a value for placeholder tensor", Keras 3.15, TensorFlow 2.21): there, one plain step per call.
+    fast = not (distributed and keras.backend.backend() == "tensorflow")
+    return training.compiled(model, optimizer=keras.optimizers.SGD(learning_rate(config, total_steps)), jit_compile=fast,
+                            steps_per_execution=8 if fast else 1)

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import cli
-from common.config import TrainConfig, option, require_at_least_one, require_not_negative
+from common.config import TrainConfig, distribute_option, option, require_at_least_one, require_not_negative
 from common.errors import UserError
 from projects.word2vec import PROJECT
 
 
 @dataclass(frozen=True)
 class Config(TrainConfig):
+    SEVERAL_PROCESSES = True  # the Keras engine's --distribute spans a group of processes too (common.distributed)
+
     data_dir: str = option(None, "folder holding aclImdb_v1.tar.gz or aclImdb/ (default: $DATA_DIR, the Keras cache, then download)")
     corpus: str = option(None, "your own corpus instead of IMDB: a text file (a document per line) or a folder of .txt files")
     engine: str = option("keras", "keras: this project's CBOW; gensim: gensim's Word2Vec, the reference", choices=("keras", "gensim"))
@@ -36,10 +38,13 @@ class Config(TrainConfig):
     sample: float = option(1e-3, "subsampling threshold for frequent words (0: off)")
     shared_negatives: int = option(16, "negatives shared by each block of 32 centres (Keras engine); 0: --negative per centre")
     workers: int = option(2, "worker threads (gensim engine)")
+    distribute: bool = distribute_option()
 
     def __post_init__(self):
         super().__post_init__()
         require_at_least_one(self, "vector_size", "window", "min_count", "negative", "workers")
+        if self.distribute and self.engine == "gensim":
+            raise UserError("--distribute trains the Keras engine; gensim's runs on one machine's threads (--workers)")
         require_not_negative(self, "shared_negatives", "sample")
         if not 0 < self.min_lr <= self.lr:
             raise UserError(f"--min-lr must be positive and at most --lr ({self.lr}), got {self.min_lr}")
@@ -121,7 +126,7 @@ class Timing:
 
 def train_keras(config, documents, run_dir):
     """This project's CBOW on the documents; returns (KeyedVectors, Timing)."""
-    from common import backend, callbacks
+    from common import backend, callbacks, distributed
     from projects.word2vec import data, vectors
     from projects.word2vec.model import build_model
 
@@ -132,23 +137,34 @@ def train_keras(config, documents, run_dir):
     print(f"vocabulary {len(vocabulary):,} words; {len(corpus.ids):,} of them in the corpus; {steps_per_epoch:,} steps of "
           f"{config.batch_size * data.BLOCK:,} centres per epoch; backend {backend.name()}, {backend.describe_device()}")
 
-    model = build_model(len(vocabulary), config, steps_per_epoch * config.epochs)
+    scope, replicas = backend.distribution_scope(config.distribute)
+    with scope:
+        model = build_model(len(vocabulary), config, steps_per_epoch * config.epochs, distributed=config.distribute)
+    if config.batch_size % replicas:
+        raise UserError(f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas")
     stream = data.ExampleStream(corpus, vocabulary, config, first_epoch=completed_epochs(run_dir))
 
-    def batches():
+    def batches():  # every worker of a group draws the same ones: the stream is seeded by the epoch
         while True:
             yield (next(stream),)
 
     run_callbacks, throughput = callbacks.standard(run_dir, steps_per_epoch, corpus.raw_words)
+    if config.distribute:  # each process keeps its share of every batch (common.distributed)
+        shares, steps, feeding = distributed.fit_stream(batches(), steps_per_epoch, config.epochs, model)
+        training_data = {"x": shares, "steps_per_epoch": steps}
+        run_callbacks = feeding + run_callbacks
+    else:
+        training_data = {"x": batches(), "steps_per_epoch": steps_per_epoch}
     started = time.perf_counter()
     try:
-        model.fit(batches(), steps_per_epoch=steps_per_epoch, epochs=config.epochs, callbacks=run_callbacks, shuffle=False,
+        model.fit(**training_data, epochs=config.epochs, callbacks=run_callbacks, shuffle=False,
                   verbose=1 if sys.stdout.isatty() else 2)
     finally:
         stream.close()
     seconds = time.perf_counter() - started
     if model.stop_training:
         raise UserError(f"training stopped early (loss became NaN); try a lower --lr. Run kept in {run_dir}")
+    backend.localize(model)
     epochs_run = len(throughput.epoch_seconds)
     timing = Timing(seconds, corpus.raw_words * epochs_run, throughput.epoch_seconds)
     return vectors.keyed_vectors(vocabulary.words, model.vectors()), timing

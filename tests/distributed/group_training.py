@@ -20,13 +20,16 @@ from common.launch import thread_variables
 
 TIME_LIMIT = 300  # seconds for one group
 TRAIN = ["projects.mnist_cnn", "train", "--tiny", "--distribute", "--no-augment", "--batch-size", "64", "--no-final-test"]
-MORE_PROJECTS = {  # IMDB and captcha make their own batches (common.distributed.Shares); poems carry sample weights
+# IMDB and captcha make their own batches (common.distributed.Shares); poems carry sample weights; word2vec's
+# examples are an endless stream of dicts of arrays (StreamShares).
+MORE_PROJECTS = {
     "imdb_lstm": ["projects.imdb_sentiment", "train", "--tiny", "--distribute", "--units", "16", "--batch-size", "40",
                   "--lr", "1e-2", "--no-final-test"],
     "captcha": ["projects.captcha", "train", "--tiny", "--distribute", "--alphabet", "1W", "--length", "1", "--input-height", "16",
                 "--rnn-units", "16", "--batch-size", "16", "--lr", "0.01", "--no-mixed-precision", "--no-final-test"],
     "tang_poetry": ["projects.tang_poetry", "train", "--tiny", "--distribute", "--units", "16", "--embedding-dim", "8",
                     "--batch-size", "16", "--no-final-test"],
+    "word2vec": ["projects.word2vec", "train", "--tiny", "--distribute", "--vector-size", "16"],
 }
 
 CUSTOM_STEPS = {  # each project's tiny run, what its model file is called, and the rows its metrics.csv ends with
@@ -110,7 +113,7 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(folder
 @pytest.mark.parametrize("project", sorted(MORE_PROJECTS))
 def test_more_projects_train_a_group_as_one_process(folders, project):
     """Reviews padded per batch (IMDB) and captchas drawn on two threads per batch (captcha), through `Shares`;
-    poems with their padding weighted out, through `GlobalBatches`."""
+    poems with their padding weighted out, through `GlobalBatches`; word2vec's stream through `StreamShares`."""
     paths, env = folders
     run_dir = paths["runs"] / "group"
     train = MORE_PROJECTS[project]
@@ -119,7 +122,10 @@ def test_more_projects_train_a_group_as_one_process(folders, project):
     assert group.returncode == 0, out[-3000:]
     assert_identical_workers(paths["check"])
     assert_equal_to_one_process_on_two_devices(paths, env, train)
-    assert_only_the_chief_wrote(paths, run_dir, out)
+    if project == "word2vec":
+        assert_only_the_chief_wrote(paths, run_dir, out, model="vectors.bin", saved="vectors saved in")
+    else:
+        assert_only_the_chief_wrote(paths, run_dir, out)
 
 
 def custom_steps(folder, rank=0):
@@ -164,13 +170,13 @@ def test_a_custom_step_project_trains_in_a_group(folders, project):
     assert_only_the_chief_wrote(paths, run_dir, out, model=model, rows=rows)
 
 
-def assert_only_the_chief_wrote(paths, run_dir, out, model="model.keras", rows=2):
+def assert_only_the_chief_wrote(paths, run_dir, out, model="model.keras", rows=2, saved="run saved in"):
     """The chief wrote a whole run (two epochs); worker 1 wrote into a temporary folder, gone with it."""
     assert [p.name for p in paths["runs"].iterdir()] == ["group"]
     assert {"config.json", "metrics.csv", model, "summary.json"} <= {p.name for p in run_dir.iterdir()}
     assert len(pd.read_csv(run_dir / "metrics.csv")) == rows
-    assert f"[worker 0] run saved in {run_dir}" in out
-    worker_folder = out.split("[worker 1] run saved in ")[1].split()[0]
+    assert f"[worker 0] {saved} {run_dir}" in out
+    worker_folder = out.split(f"[worker 1] {saved} ")[1].split()[0]
     assert worker_folder.startswith(str(paths["tmp"])) and not os.path.exists(worker_folder)
     assert not list(paths["tmp"].iterdir()), "a worker left files behind"
 
