@@ -36,12 +36,21 @@ CHECK_DIR_VARIABLE = "DISTRIBUTED_CHECK_DIR"
 
 
 def share(batch, rank, group_size):
-    """Part `rank` of `group_size` equal, consecutive parts of every array of `batch` (a tuple of arrays)."""
-    size = len(batch[0]) // group_size
-    if size * group_size != len(batch[0]):
-        raise UserError(f"a batch of {len(batch[0])} examples does not split over {group_size} workers; "
-                        "trim the data to a multiple of the replicas (backend.fit_to_replicas)")
-    return tuple(array[rank * size:(rank + 1) * size] for array in batch)
+    """Part `rank` of `group_size` equal, consecutive parts of every array of `batch` (a tuple of arrays, or of
+    dicts of them), each split along its first axis."""
+    def part(array):
+        size, left = divmod(len(array), group_size)
+        if left:
+            raise UserError(f"a batch of {len(array)} examples does not split over {group_size} workers; "
+                            f"make --batch-size (and the data) a multiple of {group_size}")
+        return array[rank * size:(rank + 1) * size]
+
+    return keras.tree.map_structure(part, tuple(batch))
+
+
+def described(array):
+    """The shape of an array with its first axis (the batch) left open, and its dtype: a batch's signature."""
+    return (None, *array.shape[1:]), array.dtype
 
 
 class GlobalBatches(keras.utils.PyDataset):
@@ -87,7 +96,7 @@ class GlobalBatches(keras.utils.PyDataset):
 
     def signature(self):
         """The shape (None where it varies) and dtype of each array of an item."""
-        return [((None, *array.shape[1:]), array.dtype) for array in self.arrays]
+        return [described(array) for array in self.arrays]
 
 
 class Shares(keras.utils.PyDataset):
@@ -167,13 +176,10 @@ class StreamShares(keras.utils.PyDataset):
             self._made += 1
         if item not in self._batches:
             raise RuntimeError(f"batch {item} of the stream is gone: only the last {self.kept} are kept")
-        return keras.tree.map_structure(lambda array: share((array,), self.rank, self.group_size)[0], self._batches[item])
+        return share(self._batches[item], self.rank, self.group_size)
 
     def signature(self):
         """As `GlobalBatches.signature`, with a dict of them for an item that is a dict of arrays."""
-        def described(array):
-            return (None, *array.shape[1:]), array.dtype
-
         return [{key: described(array) for key, array in part.items()} if isinstance(part, dict) else described(part)
                 for part in self[0]]
 

@@ -20,16 +20,7 @@ The averaging goes through each backend's collectives: TensorFlow's
 import numpy as np
 
 from common import backend
-from common.errors import UserError
-
-
-def own_share(array, rank, size):
-    """This worker's consecutive part of `array`'s first axis, which must split evenly."""
-    array = np.asarray(array)
-    part, left = divmod(len(array), size)
-    if left:
-        raise UserError(f"a batch of {len(array)} does not split over {size} workers; make --batch-size a multiple of {size}")
-    return array[rank * part:(rank + 1) * part]
+from common.distributed import share
 
 
 def group_step(loss_fn, trainable, optimizer, state, jit_compile, shared_inputs=None):
@@ -43,7 +34,7 @@ def group_step(loss_fn, trainable, optimizer, state, jit_compile, shared_inputs=
 
     def step(*inputs):
         shared = len(inputs) if shared_inputs is None else shared_inputs
-        inputs = [own_share(array, group.rank, group.size) for array in inputs[:shared]] + list(inputs[shared:])
+        inputs = [*share(inputs[:shared], group.rank, group.size), *inputs[shared:]]
         loss, metrics, gradients, new_state = gradients_of(*inputs)
         loss, metrics, gradients, new_state = average((loss, metrics, gradients, new_state))
         apply(gradients)
