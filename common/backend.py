@@ -443,6 +443,27 @@ def export_saved_model(model, folder, sample):
     return served.serve(tf.constant(sample)).numpy()
 
 
+def let_jax_compile(model):
+    """Under JAX, let `model.fit` compile the training step of a model with Keras' random image transforms.
+
+    Keras marks RandomRotation, RandomTranslation and RandomZoom as unfit for XLA, for
+    TensorFlow's sake (its image-transform kernel has no XLA version), and one such layer
+    makes Keras run every step of every layer op by op. Under JAX they are array code
+    like any other and compile: a step is then one program, which on several devices of
+    one process also holds the replicas' all-reduce (op by op, each of hundreds of small
+    exchanges can stall XLA's CPU devices for good). Call before `model.compile`.
+    """
+    if name() != "jax":
+        return model
+    import keras
+
+    transforms = (keras.layers.RandomRotation, keras.layers.RandomTranslation, keras.layers.RandomZoom)
+    for layer in model._flatten_layers():
+        if isinstance(layer, transforms):
+            layer.supports_jit = True
+    return model
+
+
 def scaled_for_replicas(loss):
     """A loss computed by a model's own `compute_loss`, divided by the replicas of TensorFlow's strategy in use, as
     Keras' losses are: the strategy sums the replicas' gradients. JAX's Keras averages them itself: unchanged there."""

@@ -14,6 +14,7 @@ from functools import partial
 import keras
 from keras import ops
 
+from common import backend
 from common.config import ONE_CYCLE_RISE, SCHEDULES, check_choice
 from common.errors import UserError
 
@@ -118,11 +119,13 @@ def compiled(model, **settings):
     time, because variables were created in it. Made here, the step is traced once, and
     the first epoch of a small model starts in half the time. JAX's Keras makes them
     before tracing anyway. Metrics are given as objects for the same reason: Keras makes a
-    metric named by a string inside that first step.
+    metric named by a string inside that first step. Under JAX, a model with random image
+    transforms is compiled too (`backend.let_jax_compile`).
     """
     named = [metric for metric in settings.get("metrics") or [] if isinstance(metric, str)]
     if named:
         raise TypeError(f"give the metrics {named} as keras.metrics objects, so that their variables exist before tracing")
+    backend.let_jax_compile(model)
     model.compile(**settings)
     if keras.backend.backend() == "tensorflow" and model.built and not model.optimizer.built:
         with model.distribute_strategy.scope():

@@ -48,6 +48,17 @@ def test_a_compiled_model_traces_its_training_step_once():
         training.compiled(model, optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="Keras' image transforms have no XLA kernel on TensorFlow")
+def test_under_jax_a_model_with_random_image_transforms_compiles_its_training_step():
+    model = build_model(Config(rotation=10, shift=0.1, zoom=0.1))
+    assert {"RandomRotation", "RandomTranslation", "RandomZoom"} <= {type(layer).__name__ for layer in model._flatten_layers()}
+    training.compiled(model, optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    assert model.jit_compile  # one compiled program a step, not every operation dispatched on its own
+    images = np.random.default_rng(0).random((8, 28, 28, 1), np.float32)
+    history = model.fit(images, np.arange(8) % 10, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
 def test_flags_reach_the_optimizer():
     config = config_from_flags(
         ["--optimizer", "momentum", "--lr", "0.1", "--lr-schedule", "piecewise", "--warmup", "0", "--weight-decay", "1e-4", "--clipnorm", "1.5"]
