@@ -323,10 +323,28 @@ def distribution_scope(enabled):
         return strategy.scope(), strategy.num_replicas_in_sync
     if name() == "jax":
         devices = keras.distribution.list_devices()  # every process's, once it has joined its group
+        _one_step_in_flight_on_cpu_devices()
         # Each process hands Keras its own share of every batch (common.distributed): nothing to shard.
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
         return contextlib.nullcontext(), len(devices)
     raise NotImplementedError(f"--distribute is not supported on the {name()} backend")
+
+
+def _one_step_in_flight_on_cpu_devices():
+    """Under JAX on several CPU devices of one process, let Keras dispatch a step only once the last has ended.
+
+    Keras reads each evaluation and prediction step's results in background threads, so
+    it dispatches the next step at once. XLA's CPU client then may start the next step's
+    program on one device before the last step's program there, and the two programs'
+    all-reduces wait on each other for good: evaluating on two logical CPU devices stalled
+    within seconds. Keras keeps to one step at a time for a backend it is told is not
+    thread-safe, as it does for TensorFlow. Training steps are read in turn already.
+    """
+    import jax
+    import keras.src.backend
+
+    if jax.local_device_count() > 1 and jax.default_backend() == "cpu":
+        keras.src.backend.IS_THREAD_SAFE = False
 
 
 def _mend_keras_for_several_workers():

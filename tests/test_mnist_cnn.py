@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from common import images, runs
+from common.launch import thread_variables
 from helpers import (WITHOUT_TENSORFLOW, assert_one_line_error, fake_mnist, file_bytes, read_events, run_command, run_killed_at,
                      run_subprocess, write_idx)
 from projects.mnist_cnn import data
@@ -265,9 +266,8 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(tmp_path):
     assert not (run_dir / "backup").exists()
 
 
-@pytest.mark.skipif(ON_JAX, reason="JAX's CPU collectives can deadlock when logical devices share two cores")
 def test_distribute_trains_on_two_logical_cpus(tmp_path):
-    # A new process: the CPU is split into devices when TensorFlow starts. Few, large steps:
+    # A new process: the CPU is split into devices when the backend starts. Few, large steps:
     # collectives between logical devices that share two cores are slow.
     result = run_subprocess(
         "-m", MNIST, "train", "--tiny", "--val-split", "0", "--no-augment", "--batch-size", "256", "--epochs", "1",
@@ -296,11 +296,36 @@ print(replicas, len(kernel.value.sharding.device_set), probabilities.shape)
 
 @pytest.mark.skipif(not ON_JAX, reason="the JAX half of the distribute test")
 def test_distribute_replicates_the_model_over_two_logical_cpus_on_jax():
-    # DataParallel is set up and the weights live on both devices; training across them is
-    # left to real accelerators (see the TensorFlow test above for a run).
+    # DataParallel is set up and the weights live on both devices (the test above trains on them).
     result = run_subprocess("-c", REPLICATE_ON_TWO_DEVICES, env={"CPU_DEVICES": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["2", "2", "(8,", "10)"]
+
+
+EVALUATE_ON_TWO_DEVICES = """
+import common  # splits the CPU before JAX starts
+import numpy as np
+from common import backend
+from projects.mnist_cnn.train import Config, compiled_model
+scope, replicas = backend.distribution_scope(True)
+with scope:
+    model = compiled_model(Config(augment=False), 10)
+images, labels = np.random.default_rng(0).random((3008, 28, 28, 1), np.float32), np.arange(3008) % 10
+for _ in range(30):
+    model.evaluate(images, labels, batch_size=64, verbose=0)
+print("evaluated on", replicas, "devices")
+"""
+
+
+@pytest.mark.skipif(not ON_JAX, reason="XLA's CPU client under JAX")
+def test_evaluation_on_two_logical_cpus_does_not_stall_on_jax():
+    # Keras reads evaluation steps' results in background threads; XLA's CPU client could then start
+    # two steps' programs out of order on one device, and their all-reduces waited on each other for
+    # good, here within seconds (common.backend keeps one step in flight on logical CPU devices).
+    env = {"CPU_DEVICES": "2", **thread_variables(1, os.environ)}
+    result = run_subprocess("-c", EVALUATE_ON_TWO_DEVICES, env=env, timeout=150)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-4:] == ["evaluated", "on", "2", "devices"]
 
 
 @pytest.mark.backend_independent
