@@ -14,6 +14,7 @@ runtime (after `CPU_DEVICES`' split), without TensorFlow's start-up lines (see
 import contextlib
 import os
 import platform
+import signal
 import sys
 import tempfile
 
@@ -238,6 +239,9 @@ def join_group(group):
             jax.numpy.zeros(()).block_until_ready()  # the CPU client (and its collectives) starts here
         else:
             raise NotImplementedError(f"several processes are not supported on the {name()} backend")
+    # TensorFlow's coordination service takes SIGTERM over to note a preemption, and trains on: a worker
+    # that the launcher, Slurm or Kubernetes asks to stop would go on until it is killed.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def leave_group():

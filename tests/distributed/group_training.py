@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.launch import thread_variables
+from common.launch import GRACE_SECONDS, thread_variables
 
 TIME_LIMIT = 300  # seconds for one group
 TRAIN = ["projects.mnist_cnn", "train", "--tiny", "--distribute", "--no-augment", "--batch-size", "64", "--no-final-test"]
@@ -193,10 +193,14 @@ def test_the_group_resumes_after_it_was_stopped(folders, train, epochs):
             assert group.poll() is None and time.monotonic() < deadline, "the group ended before it could be stopped"
             time.sleep(0.2)
         group.send_signal(signal.SIGTERM)  # the launcher stops both workers
+        asked = time.monotonic()
         out = finish(group)
+        stopping = time.monotonic() - asked
     finally:
         group.kill()
     assert group.returncode != 0 and not (run_dir / "summary.json").exists(), out[-3000:]
+    # The workers end on SIGTERM itself, not on the SIGKILL that follows it after the grace period.
+    assert stopping < GRACE_SECONDS, f"the group took {stopping:.0f} s to stop"
 
     resumed = launch(env, "--resume", str(run_dir), train=train)
     out = finish(resumed)
