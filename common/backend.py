@@ -477,8 +477,6 @@ def let_jax_compile(model):
     """
     if name() != "jax":
         return model
-    import keras
-
     transforms = (keras.layers.RandomRotation, keras.layers.RandomTranslation, keras.layers.RandomZoom)
     for layer in model._flatten_layers():
         if isinstance(layer, transforms):
