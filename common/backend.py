@@ -476,12 +476,11 @@ def let_jax_compile(model):
     exchanges can stall XLA's CPU devices for good). Call before `model.compile`.
     """
     if name() != "jax":
-        return model
+        return
     transforms = (keras.layers.RandomRotation, keras.layers.RandomTranslation, keras.layers.RandomZoom)
     for layer in model._flatten_layers():
         if isinstance(layer, transforms):
             layer.supports_jit = True
-    return model
 
 
 def scaled_for_replicas(loss):
